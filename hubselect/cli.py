@@ -1,0 +1,135 @@
+"""The ``hubselect`` command line (Typer, in the manner of the Hub's own ``hf`` CLI).
+
+Every command takes ``--zoo DIR``; data comes out as JSON with ``--json``; long work draws a
+progress bar on stderr; bad input is one line on stderr and exit code 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+try:  # Typer >= 0.20 vendors click as typer._click; older releases use click itself
+    from typer._click import exceptions as click_exceptions
+except ImportError:  # pragma: no cover
+    from click import exceptions as click_exceptions
+
+from hubselect.errors import UserError
+
+app = typer.Typer(
+    name="hubselect",
+    help="Which pretrained text-to-image pipeline on the Hugging Face Hub should you fine-tune on your dataset?",
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+ZooOption = typer.Option(None, "--zoo", help="Zoo directory (default: $HUBSELECT_ZOO or the shipped zoo_cache/).",
+                         file_okay=False)
+JsonOption = typer.Option(False, "--json", help="Print machine-readable JSON on stdout.")
+
+
+def _progress_bar(desc: str, unit: str):
+    """A ``(done, total, item)`` callback drawing a tqdm bar on stderr."""
+    from tqdm.auto import tqdm
+    state: dict = {}
+
+    def update(done: int, total: int, item: str | None) -> None:
+        bar = state.get("bar")
+        if bar is None:
+            bar = state["bar"] = tqdm(total=total, desc=desc, unit=unit, file=sys.stderr,
+                                      disable=None, leave=False)
+        bar.n = done
+        bar.set_postfix_str(item or "", refresh=False)
+        bar.refresh()
+        if done >= total:
+            bar.close()
+    return update
+
+
+@app.command()
+def crawl(
+    repos: Optional[list[str]] = typer.Argument(None, metavar="[REPO_ID or PATH]...",
+                                                help="Hub repo IDs or local pipeline folders. "
+                                                     "Default: the most-downloaded text-to-image diffusers repos."),
+    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="How many Hub repos to list (no REPO given)."),
+    zoo: Optional[Path] = ZooOption,
+    refit_features: bool = typer.Option(False, "--refit-features",
+                                        help="Refit the model-feature schema on the whole zoo."),
+    json_out: bool = JsonOption,
+):
+    """Add or refresh text-to-image pipelines: configs and cards only, never weights or code."""
+    from crawlers.crawl import crawl as run_crawl
+    from hubselect.zoo import Zoo
+
+    target = Zoo.open(zoo, create=True)
+    summary = run_crawl(repos or None, target, limit=limit, refit_features=refit_features,
+                        progress=_progress_bar("crawl", "repo"))
+    if json_out:
+        typer.echo(json.dumps({"zoo": str(target.path), **summary.to_dict()}, indent=2))
+        return
+    for model, reason in summary.skipped.items():
+        typer.echo(f"skipped {model}: {reason}", err=True)
+    typer.echo(summary.line())
+
+
+@app.command("zoo")
+def zoo_list(zoo: Optional[Path] = ZooOption, json_out: bool = JsonOption):
+    """List the zoo's models: parameters, TFLOPs per image, license, fine-tuning records."""
+    from hubselect.zoo import Zoo
+    from hubselect.zoo_listing import list_models
+
+    rows = list_models(Zoo.open(zoo))
+    if json_out:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(show_edge=False, box=None, pad_edge=False)
+    for col, justify in (("model", "left"), ("denoiser", "right"), ("total", "right"),
+                         ("TFLOP/img", "right"), ("license", "left"), ("records", "right")):
+        table.add_column(col, justify=justify)
+    for r in rows:
+        table.add_row(r["model"], _billions(r["params_denoiser"]), _billions(r["params_total"]),
+                      "-" if r["tflops_per_image"] is None else f"{r['tflops_per_image']:.1f}",
+                      r["license"] or "unknown", str(r["records"]))
+    Console(width=200).print(table)
+
+
+def _billions(n) -> str:
+    return "-" if n is None else f"{n / 1e9:.2f} B"
+
+
+def main() -> None:
+    """Entry point: run the app, turning every user-facing failure into one line and exit 2."""
+    logging.basicConfig(level=logging.WARNING, format="hubselect: %(message)s")
+    for noisy in ("huggingface_hub", "httpx", "httpx2", "diffusers", "transformers"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
+    command = typer.main.get_command(app)
+    try:
+        command.main(prog_name="hubselect", standalone_mode=False)
+    except (typer.Abort, KeyboardInterrupt):
+        typer.echo("hubselect: aborted", err=True)
+        sys.exit(130)
+    except click_exceptions.ClickException as exc:   # usage errors: bad option, missing argument, bad value
+        if type(exc).__name__ == "NoArgsIsHelpError":   # bare `hubselect`: show the help
+            typer.echo(exc.format_message())
+            sys.exit(0)
+        typer.echo(f"hubselect: error: {exc.format_message()}", err=True)
+        sys.exit(2)
+    except UserError as exc:
+        typer.echo(f"hubselect: error: {exc}", err=True)
+        sys.exit(2)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+
+
+if __name__ == "__main__":
+    main()

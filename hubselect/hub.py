@@ -1,0 +1,175 @@
+"""The one place that talks to the Hugging Face Hub.
+
+Everything goes through ``huggingface_hub`` (``HfApi`` and ``hf_hub_download``), so the Hub's
+environment conventions hold everywhere: ``HF_ENDPOINT`` (read when a client is made, not at import,
+so a test or a script may set it late), ``HF_TOKEN``, ``HF_HOME`` (download cache) and
+``HF_HUB_OFFLINE``. Transient failures (5xx, 429, timeouts, dropped connections) are retried with
+exponential backoff and then raised as :class:`HubError` with a short reason; permanent ones (404,
+gated, unauthorized) are raised at once. Nothing here ever asks for remote code.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Callable, TypeVar
+
+import huggingface_hub
+from huggingface_hub import HfApi, hf_hub_download
+from huggingface_hub import errors as hf_errors
+
+from hubselect.errors import HubError
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+TRANSIENT_STATUS = {408, 429, 500, 502, 503, 504}
+
+
+def hub_endpoint() -> str:
+    return (os.environ.get("HF_ENDPOINT") or huggingface_hub.constants.ENDPOINT).rstrip("/")
+
+
+def hub_token() -> str | None:
+    """The token from ``HF_TOKEN`` or the one saved by ``hf auth login``; never printed."""
+    return os.environ.get("HF_TOKEN") or huggingface_hub.get_token()
+
+
+def is_offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in {"1", "ON", "YES", "TRUE"}
+
+
+def _status_of(exc: BaseException) -> int | None:
+    response = getattr(exc, "response", None)
+    return getattr(response, "status_code", None)
+
+
+def _classify(exc: BaseException) -> tuple[str, bool]:
+    """Map a client exception to (reason, transient)."""
+    # hf_hub_download wraps network failures in LocalEntryNotFoundError; look at the cause.
+    seen = exc
+    while isinstance(seen, hf_errors.LocalEntryNotFoundError) and seen.__cause__ is not None:
+        seen = seen.__cause__
+    if isinstance(seen, hf_errors.GatedRepoError):
+        return "gated", False
+    if isinstance(seen, hf_errors.RepositoryNotFoundError):
+        status = _status_of(seen)
+        return ("unauthorized" if status in (401, 403) else "not_found"), False
+    if isinstance(seen, (hf_errors.RevisionNotFoundError, hf_errors.EntryNotFoundError)):
+        return "not_found", False
+    if isinstance(seen, hf_errors.OfflineModeIsEnabled) or isinstance(exc, hf_errors.LocalEntryNotFoundError) and seen is exc:
+        return "offline", False
+    if isinstance(seen, hf_errors.HfHubHTTPError):
+        status = _status_of(seen)
+        if status in (401, 403):
+            return "unauthorized", False
+        if status == 404:
+            return "not_found", False
+        if status in TRANSIENT_STATUS:
+            return "server_error", True
+        return f"http_{status}", False
+    if isinstance(seen, TimeoutError) or "Timeout" in type(seen).__name__:
+        return "timeout", True
+    if isinstance(seen, (ConnectionError, OSError)) or "Connect" in type(seen).__name__ \
+            or "Transport" in type(seen).__name__ or "Protocol" in type(seen).__name__:
+        return "connection", True
+    if isinstance(seen, json.JSONDecodeError):
+        return "malformed_json", False
+    return type(seen).__name__, False
+
+
+@dataclass
+class RepoMeta:
+    """What the Hub says about a repo, without reading any file."""
+
+    repo_id: str
+    sha: str | None
+    files: list[str]
+    downloads: int | None = None
+    likes: int | None = None
+    last_modified: str | None = None
+    tags: list[str] = field(default_factory=list)
+    pipeline_tag: str | None = None
+    library_name: str | None = None
+    gated: Any = None
+
+
+class HubClient:
+    """A thin, retrying wrapper around ``HfApi`` for the calls hubselect needs."""
+
+    def __init__(self, endpoint: str | None = None, token: str | None = None,
+                 retries: int | None = None, backoff: float | None = None):
+        self.endpoint = endpoint or hub_endpoint()
+        self.token = token if token is not None else hub_token()
+        self.retries = retries if retries is not None else int(os.environ.get("HUBSELECT_HUB_RETRIES", "4"))
+        self.backoff = backoff if backoff is not None else float(os.environ.get("HUBSELECT_HUB_BACKOFF", "1.0"))
+        self.api = HfApi(endpoint=self.endpoint, token=self.token)
+
+    def _call(self, what: str, fn: Callable[[], T]) -> T:
+        """Run ``fn``, retrying transient failures with exponential backoff."""
+        delay = self.backoff
+        for attempt in range(self.retries + 1):
+            try:
+                return fn()
+            except Exception as exc:  # classified below; anything unknown is re-raised as HubError
+                reason, transient = _classify(exc)
+                if not transient or attempt == self.retries:
+                    raise HubError(reason, f"{what}: {reason} ({_short(exc)})") from exc
+                log.warning("%s: %s, retrying in %.1fs (%d/%d)", what, reason, delay, attempt + 1, self.retries)
+                time.sleep(delay)
+                delay *= 2
+        raise AssertionError("unreachable")
+
+    # -- reads ---------------------------------------------------------------------------------
+    def list_text_to_image(self, limit: int | None = None) -> list[str]:
+        """Diffusers text-to-image model repos, most downloaded first."""
+        def run():
+            return [m.id for m in self.api.list_models(pipeline_tag="text-to-image", library="diffusers",
+                                                       sort="downloads", limit=limit)]
+        return self._call("list text-to-image models", run)
+
+    def repo_meta(self, repo_id: str) -> RepoMeta:
+        def run():
+            info = self.api.model_info(repo_id)
+            modified = info.last_modified
+            return RepoMeta(
+                repo_id=info.id, sha=info.sha,
+                files=sorted(s.rfilename for s in (info.siblings or [])),
+                downloads=info.downloads, likes=info.likes,
+                last_modified=modified.isoformat() if isinstance(modified, datetime) else modified,
+                tags=list(info.tags or []), pipeline_tag=info.pipeline_tag,
+                library_name=info.library_name, gated=info.gated)
+        return self._call(f"{repo_id}: repo info", run)
+
+    def download(self, repo_id: str, filename: str, revision: str | None = None,
+                 repo_type: str = "model") -> str:
+        """Local path of one file, through the Hub cache under ``HF_HOME``."""
+        return self._call(f"{repo_id}/{filename}", lambda: hf_hub_download(
+            repo_id, filename, revision=revision, repo_type=repo_type,
+            endpoint=self.endpoint, token=self.token))
+
+    def read_json(self, repo_id: str, filename: str, revision: str | None = None) -> dict:
+        """A JSON file of a repo; one that does not parse is reported and dropped from the cache."""
+        def run():
+            path = hf_hub_download(repo_id, filename, revision=revision, endpoint=self.endpoint,
+                                   token=self.token)
+            with open(path, encoding="utf-8") as f:
+                try:
+                    return json.load(f)
+                except json.JSONDecodeError:
+                    # Drop the cached copy (link and blob) so that the next crawl fetches it anew.
+                    blob = os.path.realpath(path)
+                    os.unlink(path)
+                    if blob != os.path.abspath(path) and os.path.exists(blob):
+                        os.unlink(blob)
+                    raise
+        return self._call(f"{repo_id}/{filename}", run)
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return (text[0] if text else type(exc).__name__)[:200]

@@ -1,0 +1,144 @@
+"""The zoo: one directory, one format (see README, "The zoo format").
+
+Every table may be stored as ``<stem>.csv`` or ``<stem>.parquet``. Writes are atomic: a table is
+written to a temporary file in the same directory and moved into place with ``os.replace``, so a
+killed process leaves either the old table or the new one, never half of one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from hubselect.errors import UserError
+
+ZOO_FORMAT = 1
+TABLE_SUFFIXES = (".parquet", ".csv")
+# Columns each table must carry; everything else in a table is free-form.
+REQUIRED_COLUMNS = {
+    "models": ["model"],
+    "datasets": ["dataset"],
+    "records": ["model", "dataset", "score"],
+    "dataset_distances": ["dataset_a", "dataset_b", "distance"],
+}
+
+
+def default_zoo_dir() -> Path:
+    """The zoo used when ``--zoo`` is not given.
+
+    ``HUBSELECT_ZOO`` wins; otherwise the ``zoo_cache/`` shipped beside the package (a clone or an
+    editable install), else a per-user zoo under ``HF_HOME``.
+    """
+    env = os.environ.get("HUBSELECT_ZOO")
+    if env:
+        return Path(env)
+    shipped = Path(__file__).resolve().parent.parent / "zoo_cache"
+    if shipped.is_dir():
+        return shipped
+    hf_home = Path(os.environ.get("HF_HOME", Path.home() / ".cache" / "huggingface"))
+    return hf_home / "hubselect" / "zoo"
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that readers never see a partial file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_json(path: Path, obj: Any) -> None:
+    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n").encode())
+
+
+@dataclass
+class ZooInfo:
+    metric: str = "clip-fid"
+    higher_is_better: bool = False
+    probe: str | None = "clip"
+    format: int = ZOO_FORMAT
+
+    def to_dict(self) -> dict:
+        return {"format": self.format, "metric": self.metric,
+                "higher_is_better": self.higher_is_better, "probe": self.probe}
+
+
+class Zoo:
+    """A zoo directory. Tables are read lazily and written atomically."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+
+    # -- creation / metadata -------------------------------------------------------------------
+    @classmethod
+    def open(cls, path: str | os.PathLike | None = None, create: bool = False) -> "Zoo":
+        zoo = cls(path if path is not None else default_zoo_dir())
+        if not (zoo.path / "zoo.json").is_file():
+            if not create:
+                raise UserError(f"no zoo at {zoo.path} (zoo.json missing); pass --zoo DIR")
+            zoo.path.mkdir(parents=True, exist_ok=True)
+            atomic_write_json(zoo.path / "zoo.json", ZooInfo().to_dict())
+        return zoo
+
+    @property
+    def info(self) -> ZooInfo:
+        try:
+            raw = json.loads((self.path / "zoo.json").read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise UserError(f"unreadable zoo.json in {self.path}: {exc}") from None
+        if raw.get("format", ZOO_FORMAT) != ZOO_FORMAT:
+            raise UserError(f"zoo format {raw.get('format')} in {self.path} is not supported (expected {ZOO_FORMAT})")
+        return ZooInfo(metric=raw.get("metric", "clip-fid"),
+                       higher_is_better=bool(raw.get("higher_is_better", False)),
+                       probe=raw.get("probe"), format=ZOO_FORMAT)
+
+    # -- tables --------------------------------------------------------------------------------
+    def table_path(self, stem: str) -> Path | None:
+        for suffix in TABLE_SUFFIXES:
+            p = self.path / f"{stem}{suffix}"
+            if p.is_file():
+                return p
+        return None
+
+    def has_table(self, stem: str) -> bool:
+        return self.table_path(stem) is not None
+
+    def read_table(self, stem: str) -> pd.DataFrame | None:
+        """The table ``stem`` or None when the zoo has none."""
+        p = self.table_path(stem)
+        if p is None:
+            return None
+        try:
+            df = pd.read_parquet(p) if p.suffix == ".parquet" else pd.read_csv(p)
+        except Exception as exc:  # pandas raises many types for a damaged file
+            raise UserError(f"unreadable table {p}: {exc}") from None
+        missing = [c for c in REQUIRED_COLUMNS.get(stem, []) if c not in df.columns]
+        if missing:
+            raise UserError(f"table {p} lacks column(s) {', '.join(missing)}")
+        return df
+
+    def write_table(self, stem: str, df: pd.DataFrame) -> Path:
+        """Write a table atomically, keeping the format (csv or parquet) it already has."""
+        existing = self.table_path(stem)
+        path = existing if existing is not None else self.path / f"{stem}.csv"
+        if path.suffix == ".parquet":
+            import io
+            buf = io.BytesIO()
+            df.to_parquet(buf, index=False)
+            atomic_write_bytes(path, buf.getvalue())
+        else:
+            atomic_write_bytes(path, df.to_csv(index=False).encode())
+        return path

@@ -1,0 +1,45 @@
+"""``hubselect zoo``: one row per model, from whatever tables the zoo has."""
+
+from __future__ import annotations
+
+import math
+
+from hubselect.zoo import Zoo
+
+
+def _clean(value):
+    """pandas NaN/NA -> None and numpy scalars -> Python, for JSON."""
+    if value is None:
+        return None
+    if hasattr(value, "item"):
+        value = value.item()
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return value
+
+
+def list_models(zoo: Zoo) -> list[dict]:
+    """The zoo's models with params, TFLOPs per image, license and number of records."""
+    models = zoo.read_table("models")
+    info = zoo.read_table("model_info")
+    records = zoo.read_table("records")
+    names = list(models["model"]) if models is not None else []
+    if info is not None:
+        names += [m for m in info["model"] if m not in set(names)]
+    by_model = info.set_index("model").to_dict("index") if info is not None else {}
+    counts = records.groupby("model").size().to_dict() if records is not None and len(records) else {}
+    rows = []
+    for name in names:
+        meta = by_model.get(name, {})
+        rows.append({
+            "model": name,
+            "params_denoiser": _clean(meta.get("params_denoiser")),
+            "params_total": _clean(meta.get("params_total")),
+            "tflops_per_image": _clean(meta.get("tflops_per_image")),
+            "flops_complete": _clean(meta.get("flops_complete")),
+            "license": _clean(meta.get("license")),
+            "downloads": _clean(meta.get("downloads")),
+            "pipeline_class": _clean(meta.get("pipeline_class")),
+            "records": int(counts.get(name, 0)),
+        })
+    return rows
