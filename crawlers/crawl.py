@@ -165,6 +165,9 @@ def describe_repo(repo) -> dict:
     except MissingDenoiser as exc:
         raise RepoFailure(f"missing_denoiser: {exc}") from None
     denoiser = report.denoiser
+    if denoiser.status != "counted":
+        # Without its denoiser a pipeline has no size and no FLOPs: nothing to rank it by.
+        raise RepoFailure(f"denoiser_{denoiser.status}: {denoiser.reason}")
     flops = report.flops
     notes = report.notes + ([card_note] if card_note else [])
     return {

@@ -60,6 +60,8 @@ def crawl(
                                                      "Default: the most-downloaded text-to-image diffusers repos."),
     limit: Optional[int] = typer.Option(None, "--limit", min=1, help="How many Hub repos to list (no REPO given)."),
     zoo: Optional[Path] = ZooOption,
+    pinned: bool = typer.Option(True, "--pinned/--no-pinned",
+                                help="With no REPO: also crawl the pinned repos (crawlers/pinned.txt)."),
     refit_features: bool = typer.Option(False, "--refit-features",
                                         help="Refit the model-feature schema on the whole zoo."),
     json_out: bool = JsonOption,
@@ -69,7 +71,7 @@ def crawl(
     from hubselect.zoo import Zoo
 
     target = Zoo.open(zoo, create=True)
-    summary = run_crawl(repos or None, target, limit=limit, refit_features=refit_features,
+    summary = run_crawl(repos or None, target, limit=limit, include_pinned=pinned, refit_features=refit_features,
                         progress=_progress_bar("crawl", "repo"))
     if json_out:
         typer.echo(json.dumps({"zoo": str(target.path), **summary.to_dict()}, indent=2))
