@@ -86,7 +86,7 @@ class HubRepo:
 
     def read_text(self, path: str) -> str:
         try:
-            return Path(self.client.download(self.model, path, revision=self.sha)).read_text(encoding="utf-8")
+            return self.client.read_text(self.model, path, revision=self.sha)
         except HubError as exc:
             raise RepoFailure(f"{exc.reason}: {path}") from None
 

@@ -19,8 +19,9 @@ from datetime import datetime
 from typing import Any, Callable, TypeVar
 
 import huggingface_hub
-from huggingface_hub import HfApi, hf_hub_download
+from huggingface_hub import HfApi, hf_hub_download, hf_hub_url
 from huggingface_hub import errors as hf_errors
+from huggingface_hub.utils import build_hf_headers, get_session, hf_raise_for_status
 
 from hubselect.errors import HubError
 
@@ -102,11 +103,12 @@ class HubClient:
     """A thin, retrying wrapper around ``HfApi`` for the calls hubselect needs."""
 
     def __init__(self, endpoint: str | None = None, token: str | None = None,
-                 retries: int | None = None, backoff: float | None = None):
+                 retries: int | None = None, backoff: float | None = None, timeout: float | None = None):
         self.endpoint = endpoint or hub_endpoint()
         self.token = token if token is not None else hub_token()
         self.retries = retries if retries is not None else int(os.environ.get("HUBSELECT_HUB_RETRIES", "4"))
         self.backoff = backoff if backoff is not None else float(os.environ.get("HUBSELECT_HUB_BACKOFF", "1.0"))
+        self.timeout = timeout if timeout is not None else float(os.environ.get("HUBSELECT_HUB_TIMEOUT", "30"))
         self.api = HfApi(endpoint=self.endpoint, token=self.token)
 
     def _call(self, what: str, fn: Callable[[], T]) -> T:
@@ -128,13 +130,15 @@ class HubClient:
     def list_text_to_image(self, limit: int | None = None) -> list[str]:
         """Diffusers text-to-image model repos, most downloaded first."""
         def run():
-            return [m.id for m in self.api.list_models(pipeline_tag="text-to-image", library="diffusers",
+            return [m.id for m in self.api.list_models(pipeline_tag="text-to-image", filter="diffusers",
                                                        sort="downloads", limit=limit)]
         return self._call("list text-to-image models", run)
 
     def repo_meta(self, repo_id: str) -> RepoMeta:
         def run():
-            info = self.api.model_info(repo_id)
+            if is_offline():
+                raise hf_errors.OfflineModeIsEnabled("HF_HUB_OFFLINE is set")
+            info = self.api.model_info(repo_id, timeout=self.timeout)
             modified = info.last_modified
             return RepoMeta(
                 repo_id=info.id, sha=info.sha,
@@ -152,22 +156,34 @@ class HubClient:
             repo_id, filename, revision=revision, repo_type=repo_type,
             endpoint=self.endpoint, token=self.token))
 
-    def read_json(self, repo_id: str, filename: str, revision: str | None = None) -> dict:
-        """A JSON file of a repo; one that does not parse is reported and dropped from the cache."""
+    def fetch_bytes(self, repo_id: str, filename: str, revision: str | None = None,
+                    repo_type: str = "model") -> bytes:
+        """One small file (a config, a card), in memory.
+
+        Uses the client's own session, URL scheme, headers and typed errors, but our retry policy:
+        ``hf_hub_download`` retries server errors internally for about 20 s per file, which is
+        right for a weight file and too slow for a crawl of hundreds of small configs.
+        """
         def run():
-            path = hf_hub_download(repo_id, filename, revision=revision, endpoint=self.endpoint,
-                                   token=self.token)
-            with open(path, encoding="utf-8") as f:
-                try:
-                    return json.load(f)
-                except json.JSONDecodeError:
-                    # Drop the cached copy (link and blob) so that the next crawl fetches it anew.
-                    blob = os.path.realpath(path)
-                    os.unlink(path)
-                    if blob != os.path.abspath(path) and os.path.exists(blob):
-                        os.unlink(blob)
-                    raise
+            if is_offline():
+                raise hf_errors.OfflineModeIsEnabled("HF_HUB_OFFLINE is set")
+            url = hf_hub_url(repo_id, filename, revision=revision, repo_type=repo_type, endpoint=self.endpoint)
+            response = get_session().get(url, headers=build_hf_headers(token=self.token),
+                                         timeout=self.timeout, follow_redirects=True)
+            hf_raise_for_status(response)
+            return response.content
         return self._call(f"{repo_id}/{filename}", run)
+
+    def read_json(self, repo_id: str, filename: str, revision: str | None = None) -> dict:
+        """A JSON file of a repo, parsed; one that does not parse is reported as malformed_json."""
+        data = self.fetch_bytes(repo_id, filename, revision=revision)
+        try:
+            return json.loads(data)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise HubError("malformed_json", f"{repo_id}/{filename}: malformed_json ({exc})") from None
+
+    def read_text(self, repo_id: str, filename: str, revision: str | None = None) -> str:
+        return self.fetch_bytes(repo_id, filename, revision=revision).decode("utf-8", errors="replace")
 
 
 def _short(exc: BaseException) -> str:

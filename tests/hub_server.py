@@ -40,7 +40,9 @@ Kinds: "500", "502", "503", "timeout", "401", "403", "404", "malformed_json".
   It is logged with status 0.
 * "malformed_json" replaces a 200 JSON body (API answers, and resolves of ``*.json`` files) with its first half.
   On file resolves, HEAD shows the metadata of the malformed body without using up the fault and GET uses it up,
-  so that one ``hf_hub_download`` gets a consistent (size/ETag) but invalid file.
+  so that one ``hf_hub_download`` gets a consistent (size/ETag) but invalid file. That file is announced with its
+  own ETag and a transient ``X-Repo-Commit`` (not a valid revision), so the client caches it apart from the real
+  commit and a plain retry after the fault is gone downloads the real file.
 
 HTTP control endpoints (not logged, never faulted) for a server started by hand::
 
@@ -1074,9 +1076,9 @@ class _Handler(BaseHTTPRequestHandler):
             fault = hub._take_fault(route, exclude={"malformed_json"})
             if fault is not None:
                 if fault.kind == "timeout":
-                    hub._stop_event.wait(hub.timeout_delay)
-                    self.close_connection = True
                     hub._log(method, log_path, 0, route)
+                    hub._stop_event.wait(hub.timeout_delay)
+                    self.close_connection = True  # no answer at all
                     return
                 resp = self._fault_response(fault, route)
             else:
@@ -1087,12 +1089,13 @@ class _Handler(BaseHTTPRequestHandler):
         except Exception as e:  # pragma: no cover - bug in the test server
             traceback.print_exc()
             resp = _error_resp(500, f"Test hub server error: {type(e).__name__}: {e}")
+        # Log before answering, so that a client which got its answer always finds its request in the log.
+        hub._log(method, log_path, resp.status, route)
         try:
             self._send(method, resp)
         finally:
             if resp.stream is not None:
                 resp.stream.close()
-            hub._log(method, log_path, resp.status, route)
 
     # -- faults ----------------------------------------------------------------------------------------------------
 
@@ -1148,6 +1151,10 @@ class _Handler(BaseHTTPRequestHandler):
             resp.stream = None
             bad = original[: len(original) // 2]
             resp.headers["ETag"] = f'"{_git_blob_sha1(bad)}"'
+            # Served as if from another, transient commit: the client files the bad copy under that commit in its
+            # cache, so once the fault is gone a plain retry (same revision) downloads the real file again.
+            sha = resp.headers.get("X-Repo-Commit", "")
+            resp.headers["X-Repo-Commit"] = hashlib.sha1(f"malformed:{sha}".encode()).hexdigest()
             resp.headers.pop("Content-Range", None)
             resp.status = 200
             resp.body = bad
