@@ -25,7 +25,7 @@ import pandas as pd
 from crawlers.pipeline import MissingDenoiser, describe_pipeline
 from hubselect import features
 from hubselect.errors import HubError, UserError
-from hubselect.hub import HubClient
+from hubselect.hub import HubClient, is_repo_id
 from hubselect.zoo import Zoo, atomic_write_json
 
 log = logging.getLogger(__name__)
@@ -33,7 +33,6 @@ log = logging.getLogger(__name__)
 # Bump when the crawler computes something new, so that unchanged repos are described again.
 CRAWLER_VERSION = 1
 CONFIG_FILE = re.compile(r"^[^/]+/(config|scheduler_config)\.json$")
-REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
 PINNED_FILE = Path(__file__).with_name("pinned.txt")
 
 
@@ -242,7 +241,7 @@ def resolve_sources(targets: Iterable[str], client_factory: Callable[[], HubClie
         path = Path(target)
         if path.is_dir():
             sources.append(LocalRepo(path))
-        elif REPO_ID.match(target) and not target.startswith((".", "/")):
+        elif is_repo_id(target):
             client = client or client_factory()
             sources.append(HubRepo(target, client))
         else:

@@ -81,6 +81,76 @@ def crawl(
     typer.echo(summary.line())
 
 
+@app.command()
+def rank(
+    dataset: str = typer.Argument(..., metavar="DATASET",
+                                  help="A dataset the zoo knows, a Hub dataset ID or a local image folder."),
+    top: Optional[int] = typer.Option(None, "--top", min=1, help="Show only the K best models."),
+    zoo: Optional[Path] = ZooOption,
+    probe: Optional[str] = typer.Option(None, "--probe", help="Dataset probe (default: the zoo's, clip)."),
+    holdout: bool = typer.Option(False, "--holdout", help="Ignore the dataset's own records and predict all models."),
+    predictor: str = typer.Option("catboost", "--predictor", help="catboost (the paper's), rf, mlp or svc."),
+    download: Optional[Path] = typer.Option(None, "--download", file_okay=False,
+                                            help="Download the top pipeline (safetensors, configs) into DIR."),
+    n: int = typer.Option(1000, "--n", min=2, help="Images sampled to profile a new dataset."),
+    image_column: Optional[str] = typer.Option(None, "--image-column"),
+    caption_column: Optional[str] = typer.Option(None, "--caption-column"),
+    split: Optional[str] = typer.Option(None, "--split"),
+    seed: int = typer.Option(0, "--seed"),
+    json_out: bool = JsonOption,
+):
+    """The main job: rank the zoo's pipelines for DATASET, best first."""
+    from hubselect.select import rank as run_rank
+
+    ranking = run_rank(dataset, zoo=zoo, top=top, probe=probe, holdout=holdout, predictor=predictor, seed=seed,
+                       n=n, image_column=image_column, caption_column=caption_column, split=split,
+                       progress=_progress_bar("profile", "img"))
+    downloaded = None
+    if download is not None:
+        downloaded = _download_top(ranking, download)
+    if json_out:
+        out = ranking.to_dict()
+        if downloaded is not None:
+            out["download"] = downloaded
+        typer.echo(json.dumps(out, indent=2))
+        return
+    for note in ranking.notes:
+        typer.echo(f"note: {note}", err=True)
+    from rich.console import Console
+    from rich.table import Table
+
+    direction = "higher is better" if ranking.higher_is_better else "lower is better"
+    table = Table(title=f"{ranking.dataset}: models ranked for fine-tuning ({ranking.metric}, {direction})",
+                  show_edge=False, box=None, pad_edge=False, title_justify="left")
+    for col, justify in (("rank", "right"), ("model", "left"), ("predicted rank", "right"),
+                         ("confidence", "right"), ("TFLOP/img", "right"), ("license", "left"), ("source", "left")):
+        table.add_column(col, justify=justify)
+    for r in ranking.models:
+        shown = (f"{r.measured_score:.4g} (measured)" if r.source == "measured"
+                 else "-" if r.score is None else f"{r.score:.1f}")
+        table.add_row(str(r.rank), r.model, shown, "-" if r.confidence is None else f"{r.confidence:.2f}",
+                      "-" if r.tflops_per_image is None else f"{r.tflops_per_image:.1f}",
+                      r.license or "unknown", r.source)
+    Console(width=200).print(table)
+    if downloaded is not None:
+        typer.echo(f"downloaded {downloaded['model']} to {downloaded['path']} ({len(downloaded['files'])} files)")
+
+
+def _download_top(ranking, directory: Path) -> dict:
+    from hubselect.errors import HubError
+    from hubselect.hub import HubClient, is_repo_id
+
+    candidates = [r.model for r in ranking.models if is_repo_id(r.model)]
+    if not candidates:
+        raise UserError("no ranked model is a Hub repo ID: nothing to download")
+    top_model = candidates[0]
+    try:
+        files = HubClient().download_pipeline(top_model, directory)
+    except HubError as exc:
+        raise UserError(f"download of {top_model} failed: {exc}") from None
+    return {"model": top_model, "path": str(directory), "files": files}
+
+
 @app.command("zoo")
 def zoo_list(zoo: Optional[Path] = ZooOption, json_out: bool = JsonOption):
     """List the zoo's models: parameters, TFLOPs per image, license, fine-tuning records."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -29,6 +30,12 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 TRANSIENT_STATUS = {408, 429, 500, 502, 503, 504}
+REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+def is_repo_id(text: str) -> bool:
+    """``owner/name`` as the Hub spells repo IDs (no path, no URL)."""
+    return bool(REPO_ID.match(text)) and ".." not in text
 
 
 def hub_endpoint() -> str:
@@ -184,6 +191,58 @@ class HubClient:
 
     def read_text(self, repo_id: str, filename: str, revision: str | None = None) -> str:
         return self.fetch_bytes(repo_id, filename, revision=revision).decode("utf-8", errors="replace")
+
+
+    def download_pipeline(self, repo_id: str, local_dir: str | os.PathLike, variant: str | None = None) -> list[str]:
+        """Download what a diffusers pipeline needs to run, and nothing else.
+
+        Configs, tokenizer files and one precision variant of safetensors weights per component;
+        never pickle checkpoints (.bin, .ckpt, .pt), never code (.py), never root-level
+        single-file checkpoints. Returns the files fetched (relative paths).
+        """
+        meta = self.repo_meta(repo_id)
+        files = pipeline_files(meta.files, variant=variant)
+        if not any(f.endswith(".safetensors") for f in files):
+            raise HubError("no_safetensors", f"{repo_id}: no safetensors weights in the repo "
+                                              "(pickle checkpoints are never loaded)")
+        from huggingface_hub import snapshot_download
+        self._call(f"{repo_id}: download", lambda: snapshot_download(
+            repo_id, revision=meta.sha, allow_patterns=files, local_dir=str(local_dir),
+            endpoint=self.endpoint, token=self.token))
+        return files
+
+
+SUPPORT_SUFFIXES = (".json", ".txt", ".model", ".tiktoken")
+UNSAFE_SUFFIXES = (".bin", ".ckpt", ".pt", ".pth", ".pkl", ".pickle", ".py", ".onnx", ".msgpack", ".h5")
+
+
+def pipeline_files(files: list[str], variant: str | None = None) -> list[str]:
+    """The subset of a repo's files that ``DiffusionPipeline.from_pretrained`` needs (safetensors)."""
+    keep = [f for f in files if f in ("model_index.json", "README.md")]
+    by_folder: dict[str, list[str]] = {}
+    for f in files:
+        parts = f.split("/")
+        if len(parts) < 2 or f.endswith(UNSAFE_SUFFIXES):
+            continue   # root-level files other than the index are single-file checkpoints or extras
+        if f.endswith(".safetensors"):
+            by_folder.setdefault(parts[0], []).append(f)
+        elif f.endswith(SUPPORT_SUFFIXES):
+            keep.append(f)
+    for weights in by_folder.values():
+        variants = {_weight_variant(w) for w in weights}
+        if variant in variants:
+            chosen = variant
+        else:   # the full-precision files when present, else the first variant by name
+            chosen = None if None in variants else sorted(v for v in variants if v)[0]
+        keep += [w for w in weights if _weight_variant(w) == chosen]
+    return sorted(set(keep))
+
+
+def _weight_variant(path: str) -> str | None:
+    """``fp16`` for ``unet/diffusion_pytorch_model.fp16.safetensors`` (sharded too), else None."""
+    stem = path.rsplit("/", 1)[-1][: -len(".safetensors")]
+    head, _, tail = stem.rpartition(".")
+    return tail.split("-")[0] if head else None
 
 
 def _short(exc: BaseException) -> str:

@@ -44,6 +44,18 @@ Kinds: "500", "502", "503", "timeout", "401", "403", "404", "malformed_json".
   own ETag and a transient ``X-Repo-Commit`` (not a valid revision), so the client caches it apart from the real
   commit and a plain retry after the fault is gone downloads the real file.
 
+Python API::
+
+    server = HubServer(root, host="127.0.0.1", port=0).start()   # or: with HubServer(root) as server: ...
+    server.url                       # http://127.0.0.1:<port>
+    server.tokens                    # {"hf_write": "write", "hf_read": "read"}; writes need a write token
+    server.gated_denied_tokens       # valid tokens refused on gated repos (403 GatedRepo)
+    server.request_log               # [(method, path, status)], status 0 = connection dropped ("timeout")
+    server.resolved_files()          # [(repo_id, path)] of successful GET resolves (include_head=True: HEADs too)
+    server.repo_sha("org/name")      # current commit id
+    server.stop()
+    make_repo(root, "org/name", {"model_index.json": "{...}"}, repo_type="model", meta={"downloads": 3})
+
 HTTP control endpoints (not logged, never faulted) for a server started by hand::
 
     POST   /_test/faults   {"kind": "503", "repo_id": null, "path_glob": null, "times": 1}  (or a list of those)
@@ -71,6 +83,7 @@ import mimetypes
 import os
 import re
 import shutil
+import socket
 import sys
 import threading
 import time
@@ -834,6 +847,8 @@ class HubServer:
         self._faults_lock = threading.Lock()
         self._log_lock = threading.Lock()
         self._stop_event = threading.Event()
+        self._conns: set[Any] = set()
+        self._conns_lock = threading.Lock()
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -863,6 +878,12 @@ class HubServer:
         self._stop_event.set()  # wakes up "timeout" faults that are sleeping
         httpd.shutdown()
         httpd.server_close()
+        # Close idle keep-alive connections too: a stopped server must not answer a pooled connection any more.
+        with self._conns_lock:
+            conns = list(self._conns)
+        for conn in conns:
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
         if self._thread is not None:
             self._thread.join(timeout=5)
             self._thread = None
@@ -979,7 +1000,19 @@ class HubServer:
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "hubselect-test-hub/1.0"
+    timeout = 120  # idle keep-alive connections are closed after this many seconds
     hub: HubServer  # set on the bound subclass
+
+    def setup(self) -> None:
+        super().setup()
+        with self.hub._conns_lock:
+            self.hub._conns.add(self.connection)
+
+    def finish(self) -> None:
+        with self.hub._conns_lock:
+            self.hub._conns.discard(self.connection)
+        with contextlib.suppress(OSError):
+            super().finish()
 
     # Silence the default stderr logging unless verbose.
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
@@ -1311,17 +1344,20 @@ class _Handler(BaseHTTPRequestHandler):
         if route.repo_type not in _PLURAL:
             raise _HubError(404, "Repository not found", "RepoNotFound")
         tok = self._token()
-        state = self._readable_state(route, tok, files=True)
-        self._check_revision(state, route.revision)
-        commit_header = {"X-Repo-Commit": state.sha}
-        path = _clean_repo_path(route.file_path or "")
-        entry = state.files.get(path) if path else None
-        if entry is None:
-            raise _HubError(404, "Entry not found", "EntryNotFound", headers=commit_header)
-        try:
-            stream = open(entry.abspath, "rb")  # noqa: SIM115 - closed after sending
-        except OSError:
-            raise _HubError(404, "Entry not found", "EntryNotFound", headers=commit_header) from None
+        assert route.repo_id is not None
+        # Snapshot and open under the repo lock: the bytes sent always match the ETag/commit announced.
+        with self.hub._storage.lock(route.repo_type, route.repo_id):
+            state = self._readable_state(route, tok, files=True)
+            self._check_revision(state, route.revision)
+            commit_header = {"X-Repo-Commit": state.sha}
+            path = _clean_repo_path(route.file_path or "")
+            entry = state.files.get(path) if path else None
+            if entry is None:
+                raise _HubError(404, "Entry not found", "EntryNotFound", headers=commit_header)
+            try:
+                stream = open(entry.abspath, "rb")  # noqa: SIM115 - closed after sending
+            except OSError:
+                raise _HubError(404, "Entry not found", "EntryNotFound", headers=commit_header) from None
         size = os.fstat(stream.fileno()).st_size
         ctype = mimetypes.guess_type(entry.path)[0] or "application/octet-stream"
         if ctype.startswith("text/") or ctype == "application/json":

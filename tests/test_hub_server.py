@@ -364,6 +364,7 @@ def test_writes_need_a_write_token(hub_server, hub_root):
     with pytest.raises(HfHubHTTPError):
         HfApi(token="hf_bogus").whoami()
     assert HfApi(token=READ_TOKEN).whoami()["auth"]["accessToken"]["role"] == "read"
+    assert httpx2.get(f"{hub_server.url}/api/whoami-v2").status_code == 401  # no token
     assert not (hub_root / "models/org/x").exists()
     assert not (hub_root / "models/org/pipe/x.txt").exists()
     # Missing repo for a write => RepositoryNotFoundError
@@ -524,6 +525,17 @@ def test_http_control_endpoints(hub_server, hub_root):
     assert not any(p.startswith("/_test/") for _, p, _ in log["requests"])  # control calls are not logged
     httpx2.delete(f"{base}/_test/log")
     assert hub_server.request_log == []
+
+
+def test_stopped_server_drops_keep_alive_connections(tmp_path):
+    root = tmp_path / "root"
+    make_repo(root, "org/pipe", {"a.json": "{}"})
+    server = HubServer(root).start()
+    with httpx2.Client() as client:
+        assert client.get(f"{server.url}/api/models/org/pipe").status_code == 200  # pooled connection
+        server.stop()
+        with pytest.raises(httpx2.TransportError):
+            client.get(f"{server.url}/api/models/org/pipe")
 
 
 def test_start_by_hand(tmp_path):

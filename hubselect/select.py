@@ -1,0 +1,323 @@
+"""``hubselect rank``: rank a zoo's models for a dataset (the paper's steps 3 and 4).
+
+1. The matching graph holds every model and dataset of the zoo; model–dataset edges come from the
+   fine-tuning records, dataset–dataset edges from profile distances. The target dataset enters
+   with its dataset–dataset edges only (its records are left out when it is held out or new).
+2. node2vec+ embeds the graph; the embedding of an edge (m, d) is the element-wise product of
+   the two node vectors.
+3. A predictor learns each model's normalised rank on each dataset from
+   [model features, dataset features, edge embedding], then predicts it for the target.
+
+A zoo without records is a cold start: the paper's published average ranking is returned for
+the models it covers, labelled as such.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from hubselect import prior
+from hubselect.errors import UserError
+from hubselect.ranker import TabularEncoder, make_predictor, normalized_ranks
+from hubselect.zoo import Zoo
+
+PROBE_COLUMN = re.compile(r"^(?P<probe>[A-Za-z][A-Za-z0-9-]*)_(?P<i>\d+)$")
+
+
+@dataclass
+class RankedModel:
+    rank: int
+    model: str
+    score: float | None            # expected rank position, 1 = best (measured: its true position)
+    confidence: float | None       # probability of the predicted rank bin; None when measured/prior
+    source: str                    # "predicted" | "measured" | "prior" | "unranked"
+    measured_score: float | None = None
+    tflops_per_image: float | None = None
+    license: str | None = None
+
+
+@dataclass
+class Ranking:
+    dataset: str
+    zoo: str
+    cold_start: bool
+    models: list[RankedModel]
+    metric: str
+    higher_is_better: bool
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return {"dataset": self.dataset, "zoo": self.zoo, "cold_start": self.cold_start,
+                "metric": self.metric, "higher_is_better": self.higher_is_better,
+                "notes": self.notes, "ranking": [asdict(m) for m in self.models]}
+
+
+@dataclass
+class ZooTables:
+    """A zoo's tables as the ranker needs them."""
+
+    models: pd.DataFrame
+    records: pd.DataFrame
+    datasets: pd.DataFrame | None
+    distances: pd.DataFrame
+    info: pd.DataFrame | None
+    higher_is_better: bool
+    metric: str
+    probe: str | None
+
+    @classmethod
+    def load(cls, zoo: Zoo) -> "ZooTables":
+        meta = zoo.info
+        models = zoo.read_table("models")
+        if models is None:
+            raise UserError(f"zoo {zoo.path} has no models table")
+        records = zoo.read_table("records")
+        if records is None:
+            records = pd.DataFrame(columns=["model", "dataset", "score"])
+        records = records.dropna(subset=["score"])
+        distances = zoo.read_table("dataset_distances")
+        if distances is None:
+            distances = pd.DataFrame(columns=["dataset_a", "dataset_b", "distance"])
+        return cls(models=models, records=records, datasets=zoo.read_table("datasets"), distances=distances,
+                   info=zoo.read_table("model_info"), higher_is_better=meta.higher_is_better,
+                   metric=meta.metric, probe=meta.probe)
+
+    def known_datasets(self) -> set[str]:
+        known = set(self.records["dataset"])
+        if self.datasets is not None:
+            known |= set(self.datasets["dataset"])
+        known |= set(self.distances["dataset_a"]) | set(self.distances["dataset_b"])
+        return known
+
+
+@dataclass
+class NewDataset:
+    """A dataset that is not in the zoo yet: its feature row and its distances to zoo datasets."""
+
+    name: str
+    features: dict[str, float]
+    distances: pd.DataFrame
+
+
+def dataset_feature_table(datasets: pd.DataFrame | None, probe: str | None) -> pd.DataFrame | None:
+    """Dataset features for the ranker: generic columns plus the active probe's mean vector.
+
+    Columns ``<probe>_<i>`` of other probes are dropped, and so is ``n_images`` (a sample count,
+    not a property of the data).
+    """
+    if datasets is None:
+        return None
+    keep = []
+    for col in datasets.columns:
+        m = PROBE_COLUMN.match(col)
+        if col == "n_images" or (m and m.group("probe") != probe and not col.startswith("dataset")):
+            continue
+        keep.append(col)
+    return datasets[keep]
+
+
+def _distances_for_probe(distances: pd.DataFrame, probe: str | None) -> pd.DataFrame:
+    if "probe" in distances.columns and probe is not None:
+        return distances[distances["probe"] == probe]
+    return distances
+
+
+class MatchAndChoose:
+    """The M&C ranker over one zoo's tables (fit on the training records, predict for a dataset).
+
+    Parameters are visible and nothing happens in the constructor.
+    """
+
+    def __init__(self, predictor: str = "catboost", dim: int = 32, num_walks: int = 10, walk_length: int = 20,
+                 p: float = 1.0, q: float = 1.0, n_classes: int = 10, use_features: bool = True,
+                 use_graph: bool = True, knn: int | None = None, seed: int = 0):
+        self.predictor = predictor
+        self.dim = dim
+        self.num_walks = num_walks
+        self.walk_length = walk_length
+        self.p = p
+        self.q = q
+        self.n_classes = n_classes
+        self.use_features = use_features
+        self.use_graph = use_graph
+        self.knn = knn
+        self.seed = seed
+
+    def rank(self, tables: ZooTables, target: str, train_records: pd.DataFrame,
+             new_dataset: NewDataset | None = None, probe: str | None = None) -> pd.DataFrame:
+        """Predicted expected rank (1 = best) and confidence of every model on ``target``."""
+        models = list(tables.models["model"])
+        datasets_df = dataset_feature_table(tables.datasets, probe)
+        distances = _distances_for_probe(tables.distances, probe)
+        if new_dataset is not None:
+            distances = pd.concat([distances, new_dataset.distances], ignore_index=True)
+            row = pd.DataFrame([{"dataset": target, **new_dataset.features}])
+            datasets_df = row if datasets_df is None else pd.concat([datasets_df, row], ignore_index=True)
+
+        train = train_records[train_records["model"].isin(models)]
+        counts = train.groupby("dataset")["model"].transform("size")
+        train = train[counts >= 2].copy()
+        if train.empty:
+            raise UserError("the zoo has no dataset with at least two scored models to learn from")
+        train["u"] = train.groupby("dataset")["score"].transform(
+            lambda s: normalized_ranks(s, tables.higher_is_better))
+
+        all_datasets = sorted(set(train["dataset"]) | {target}
+                              | (set(datasets_df["dataset"]) if datasets_df is not None else set())
+                              | set(distances["dataset_a"]) | set(distances["dataset_b"]))
+        blocks_train, blocks_target = [], []
+        if self.use_features:
+            model_enc = TabularEncoder("model").fit(tables.models)
+            data_enc = TabularEncoder("dataset").fit(datasets_df)
+            blocks_train += [model_enc.transform(tables.models, list(train["model"])),
+                             data_enc.transform(datasets_df, list(train["dataset"]))]
+            blocks_target += [model_enc.transform(tables.models, models),
+                              data_enc.transform(datasets_df, [target] * len(models))]
+        if self.use_graph:
+            emb = self._embed(train, distances, tables.higher_is_better, models, all_datasets)
+            blocks_train.append(self._edges(emb, list(train["model"]), list(train["dataset"])))
+            blocks_target.append(self._edges(emb, models, [target] * len(models)))
+        X_train = np.hstack(blocks_train)
+        X_target = np.hstack(blocks_target)
+        n_classes = max(2, min(self.n_classes, int(train.groupby("dataset").size().max())))
+        predictor = make_predictor(self.predictor, seed=self.seed, n_classes=n_classes)
+        predictor.fit(X_train, train["u"].to_numpy(), train["dataset"].to_numpy())
+        expected_u, confidence = predictor.predict(X_target)
+        return pd.DataFrame({"model": models, "expected_u": expected_u,
+                             "score": 1 + expected_u * (len(models) - 1), "confidence": confidence})
+
+    def _embed(self, train, distances, higher_is_better, models, datasets) -> dict:
+        from hubselect.graph import build_matching_graph
+        from hubselect.node2vec import embed
+        graph = build_matching_graph(train[["model", "dataset", "score"]], distances, higher_is_better,
+                                     models=models, datasets=datasets, knn=self.knn)
+        return embed(graph, dim=self.dim, num_walks=self.num_walks, walk_length=self.walk_length,
+                     p=self.p, q=self.q, extend=True, seed=self.seed)
+
+    def _edges(self, emb: dict, models: list[str], datasets: list[str]) -> np.ndarray:
+        from hubselect.graph import dataset_node, model_node
+        zero = np.zeros(self.dim)
+        return np.vstack([emb.get(model_node(m), zero) * emb.get(dataset_node(d), zero)
+                          for m, d in zip(models, datasets)])
+
+
+def _info_lookup(info: pd.DataFrame | None) -> dict[str, dict]:
+    if info is None:
+        return {}
+    return info.set_index("model").to_dict("index")
+
+
+def _clean(v):
+    if v is None:
+        return None
+    if hasattr(v, "item"):
+        v = v.item()
+    return None if isinstance(v, float) and np.isnan(v) else v
+
+
+def cold_start_ranking(tables: ZooTables) -> list[RankedModel]:
+    """The paper's published order for the models it covers, then the rest unranked."""
+    models = list(tables.models["model"])
+    covered = sorted((m for m in models if prior.prior_position(m) is not None), key=prior.prior_position)
+    rest = [m for m in models if prior.prior_position(m) is None]
+    out = [RankedModel(0, m, float(prior.prior_position(m)), None, "prior") for m in covered]
+    out += [RankedModel(0, m, None, None, "unranked") for m in rest]
+    return out
+
+
+def rank(dataset: str, zoo: str | Path | None = None, top: int | None = None, probe: str | None = None,
+         holdout: bool = False, predictor: str = "catboost", seed: int = 0, n: int = 1000,
+         image_column: str | None = None, caption_column: str | None = None, split: str | None = None,
+         progress=None, method: MatchAndChoose | None = None) -> Ranking:
+    """Rank the zoo's models for ``dataset`` (a dataset the zoo knows, a Hub dataset ID or a folder)."""
+    z = Zoo.open(zoo)
+    tables = ZooTables.load(z)
+    if top is not None and top < 1:
+        raise UserError("--top must be at least 1")
+    probe = probe or tables.probe
+    known = dataset in tables.known_datasets()
+    notes: list[str] = []
+    new_dataset = None
+    if not known:
+        new_dataset = profile_new_dataset(z, dataset, probe, n=n, seed=seed, image_column=image_column,
+                                          caption_column=caption_column, split=split, progress=progress)
+        if new_dataset.distances.empty:
+            notes.append(f"no other dataset in the zoo is profiled with probe {probe!r}: "
+                         "the dataset enters the graph without edges")
+    elif holdout and not (tables.records["dataset"] == dataset).any():
+        notes.append(f"{dataset} has no records to hold out")
+
+    info = _info_lookup(tables.info)
+    if tables.records.empty:
+        ranked = cold_start_ranking(tables)
+        notes.append(f"cold start: the zoo has no fine-tuning records; order from {prior.PRIOR_SOURCE}"
+                     " for the models it covers")
+        cold = True
+    else:
+        cold = False
+        own = tables.records[tables.records["dataset"] == dataset]
+        train = tables.records if not holdout else tables.records[tables.records["dataset"] != dataset]
+        if new_dataset is None and holdout:
+            train = tables.records[tables.records["dataset"] != dataset]
+        method = method or MatchAndChoose(predictor=predictor, seed=seed)
+        predicted = method.rank(tables, dataset, train, new_dataset=new_dataset, probe=probe)
+        ranked = _merge_measured(predicted, own if not holdout else own.iloc[0:0], tables.higher_is_better)
+
+    for i, r in enumerate(ranked, start=1):
+        r.rank = i
+        meta = info.get(r.model, {})
+        r.tflops_per_image = _clean(meta.get("tflops_per_image"))
+        r.license = _clean(meta.get("license"))
+    if top is not None:
+        ranked = ranked[:top]
+    return Ranking(dataset=dataset, zoo=str(z.path), cold_start=cold, models=ranked,
+                   metric=tables.metric, higher_is_better=tables.higher_is_better, notes=notes)
+
+
+def _merge_measured(predicted: pd.DataFrame, own: pd.DataFrame, higher_is_better: bool) -> list[RankedModel]:
+    """Measured models keep their measured order; predicted ones are placed among them by score.
+
+    A measured model's position is its true rank among the measured models, stretched onto the
+    scale of the whole zoo, so that both kinds sort on one axis.
+    """
+    n = len(predicted)
+    measured = own.groupby("model")["score"].mean()
+    out = []
+    if len(measured):
+        u = normalized_ranks(measured, higher_is_better) if len(measured) > 1 else measured * 0.0
+        for model, score in measured.items():
+            if model in set(predicted["model"]):
+                out.append(RankedModel(0, model, float(1 + u[model] * (n - 1)), None, "measured",
+                                       measured_score=float(score)))
+    for row in predicted.itertuples():
+        if row.model not in measured.index:
+            out.append(RankedModel(0, row.model, float(row.score), float(row.confidence), "predicted"))
+    # Ties broken by measured first, then by name, so the order is stable.
+    out.sort(key=lambda r: (r.score, r.source != "measured", r.model))
+    return out
+
+
+def profile_new_dataset(zoo: Zoo, dataset: str, probe: str, n: int, seed: int, image_column, caption_column,
+                        split, progress) -> NewDataset:
+    """Profile a dataset that the zoo does not know, without writing anything to the zoo."""
+    from hubselect import profiles
+    profile = profiles.profile_dataset(dataset, probe=probe, n=n, image_column=image_column,
+                                       caption_column=caption_column, split=split, seed=seed,
+                                       progress=progress)
+    others = profiles.load_zoo_profiles(zoo, probe)
+    others = [p for p in others if p.dataset != profile.dataset]
+    rows = []
+    if others:
+        from hubselect.distance import frechet_to_many
+        d = frechet_to_many(profile.mean, profile.covariance, [p.mean for p in others],
+                            [p.covariance for p in others])
+        rows = [{"dataset_a": dataset, "dataset_b": p.dataset, "distance": float(x), "probe": probe}
+                for p, x in zip(others, d)]
+    features = {f"{probe}_{i}": float(v) for i, v in enumerate(profile.mean)}
+    return NewDataset(name=dataset, features=features,
+                      distances=pd.DataFrame(rows, columns=["dataset_a", "dataset_b", "distance", "probe"]))
