@@ -175,6 +175,46 @@ def zoo_list(zoo: Optional[Path] = ZooOption, json_out: bool = JsonOption):
     Console(width=200).print(table)
 
 
+@app.command()
+def profile(
+    dataset: str = typer.Argument(..., metavar="DATASET", help="A Hub dataset ID or a local image folder."),
+    probe: Optional[str] = typer.Option(None, "--probe",
+                                        help="clip, efficientnet (offline) or minilm (captions, offline). "
+                                             "Default: the zoo's probe, else clip."),
+    name: Optional[str] = typer.Option(None, "--name",
+                                       help="The dataset's name in the zoo (default: the Hub ID or the folder's name)."),
+    n: int = typer.Option(1000, "--n", min=2, help="How many images (captions) to sample."),
+    image_column: Optional[str] = typer.Option(None, "--image-column", help="Image column of a Hub dataset."),
+    caption_column: Optional[str] = typer.Option(None, "--caption-column", help="Caption column."),
+    split: Optional[str] = typer.Option(None, "--split", help="Split (default: train, else the first)."),
+    seed: int = typer.Option(0, "--seed", help="Sampling seed."),
+    zoo: Optional[Path] = ZooOption,
+    json_out: bool = JsonOption,
+):
+    """Profile a Hub dataset or a local image folder into the zoo (probe embeddings: mean, covariance)."""
+    from hubselect.profiles import add_profile_to_zoo, profile_dataset
+    from hubselect.zoo import Zoo, default_zoo_dir
+
+    zoo_dir = Path(zoo) if zoo is not None else default_zoo_dir()
+    if probe is None:   # nothing is created before the profile exists: bad input leaves no trace
+        probe = (Zoo.open(zoo_dir).info.probe if (zoo_dir / "zoo.json").is_file() else None) or "clip"
+    result = profile_dataset(dataset, probe=probe, n=n, image_column=image_column, caption_column=caption_column,
+                             split=split, name=name, seed=seed, progress=_progress_bar("profile", "img"))
+    written = add_profile_to_zoo(Zoo.open(zoo_dir, create=True), result)
+    if json_out:
+        typer.echo(json.dumps({**result.summary(), "zoo": str(zoo_dir), "profile_path": written["profile"],
+                               "distances": written["distances"]}, indent=2))
+        return
+    skipped = ", ".join(f"{k} {v}" for k, v in result.skipped.items())
+    typer.echo(f"profiled {result.dataset} with {result.probe}: {result.n_samples} "
+               f"{'captions' if result.modality == 'text' else 'images'}, dim {result.dim}"
+               + (f", skipped {skipped}" if skipped else "")
+               + (f", revision {result.revision[:12]}" if result.revision else ""))
+    nearest = sorted(written["distances"].items(), key=lambda kv: kv[1])[:5]
+    typer.echo(f"wrote {written['profile']}; distances to {len(written['distances'])} other datasets"
+               + (" (nearest: " + ", ".join(f"{d} {v:.4g}" for d, v in nearest) + ")" if nearest else ""))
+
+
 def _billions(n) -> str:
     return "-" if n is None else f"{n / 1e9:.2f} B"
 

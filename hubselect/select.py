@@ -107,18 +107,27 @@ class NewDataset:
 def dataset_feature_table(datasets: pd.DataFrame | None, probe: str | None) -> pd.DataFrame | None:
     """Dataset features for the ranker: generic columns plus the active probe's mean vector.
 
-    Columns ``<probe>_<i>`` of other probes are dropped, and so is ``n_images`` (a sample count,
-    not a property of the data).
+    Columns ``<probe>_<i>`` of other known probes are dropped, and so is ``n_images`` (a sample
+    count, not a property of the data). Other columns (any zoo's own features) are kept.
     """
     if datasets is None:
         return None
+    others = set(known_probe_names()) - {probe}
     keep = []
     for col in datasets.columns:
         m = PROBE_COLUMN.match(col)
-        if col == "n_images" or (m and m.group("probe") != probe and not col.startswith("dataset")):
+        if col == "n_images" or (m and m.group("probe") in others):
             continue
         keep.append(col)
     return datasets[keep]
+
+
+def known_probe_names() -> list[str]:
+    try:
+        from hubselect.probes import probe_names
+    except ImportError:
+        return []
+    return list(probe_names())
 
 
 def _distances_for_probe(distances: pd.DataFrame, probe: str | None) -> pd.DataFrame:
@@ -134,14 +143,19 @@ class MatchAndChoose:
     """
 
     def __init__(self, predictor: str = "catboost", dim: int = 32, num_walks: int = 10, walk_length: int = 20,
-                 p: float = 1.0, q: float = 1.0, n_classes: int = 10, use_features: bool = True,
-                 use_graph: bool = True, knn: int | None = None, seed: int = 0):
+                 p: float = 1.0, q: float = 1.0, epochs: int = 5, subsample: float = 0.0, n_classes: int = 10,
+                 use_features: bool = True, use_graph: bool = True, knn: int | None = None, seed: int = 0):
         self.predictor = predictor
         self.dim = dim
         self.num_walks = num_walks
         self.walk_length = walk_length
         self.p = p
         self.q = q
+        # A matching graph has tens to hundreds of nodes, each frequent in the walks: word2vec's
+        # frequent-word subsampling (1e-3 by default) would drop most of the corpus and one epoch
+        # leaves the vectors nearly collinear; no subsampling and five epochs separate them.
+        self.epochs = epochs
+        self.subsample = subsample
         self.n_classes = n_classes
         self.use_features = use_features
         self.use_graph = use_graph
@@ -197,7 +211,7 @@ class MatchAndChoose:
         graph = build_matching_graph(train[["model", "dataset", "score"]], distances, higher_is_better,
                                      models=models, datasets=datasets, knn=self.knn)
         return embed(graph, dim=self.dim, num_walks=self.num_walks, walk_length=self.walk_length,
-                     p=self.p, q=self.q, extend=True, seed=self.seed)
+                     p=self.p, q=self.q, extend=True, seed=self.seed, epochs=self.epochs, sample=self.subsample)
 
     def _edges(self, emb: dict, models: list[str], datasets: list[str]) -> np.ndarray:
         from hubselect.graph import dataset_node, model_node
@@ -240,34 +254,32 @@ def rank(dataset: str, zoo: str | Path | None = None, top: int | None = None, pr
     if top is not None and top < 1:
         raise UserError("--top must be at least 1")
     probe = probe or tables.probe
-    known = dataset in tables.known_datasets()
     notes: list[str] = []
-    new_dataset = None
-    if not known:
-        new_dataset = profile_new_dataset(z, dataset, probe, n=n, seed=seed, image_column=image_column,
-                                          caption_column=caption_column, split=split, progress=progress)
-        if new_dataset.distances.empty:
-            notes.append(f"no other dataset in the zoo is profiled with probe {probe!r}: "
-                         "the dataset enters the graph without edges")
-    elif holdout and not (tables.records["dataset"] == dataset).any():
-        notes.append(f"{dataset} has no records to hold out")
-
-    info = _info_lookup(tables.info)
     if tables.records.empty:
+        # Nothing to learn from: the dataset cannot change the answer, so it is not profiled.
+        _check_dataset_argument(dataset, tables)
         ranked = cold_start_ranking(tables)
         notes.append(f"cold start: the zoo has no fine-tuning records; order from {prior.PRIOR_SOURCE}"
                      " for the models it covers")
         cold = True
     else:
         cold = False
+        new_dataset = None
+        if dataset not in tables.known_datasets():
+            new_dataset = profile_new_dataset(z, dataset, probe, n=n, seed=seed, image_column=image_column,
+                                              caption_column=caption_column, split=split, progress=progress)
+            if new_dataset.distances.empty:
+                notes.append(f"no other dataset in the zoo is profiled with probe {probe!r}: "
+                             "the dataset enters the graph without dataset edges")
+        elif holdout and not (tables.records["dataset"] == dataset).any():
+            notes.append(f"{dataset} has no records to hold out")
         own = tables.records[tables.records["dataset"] == dataset]
-        train = tables.records if not holdout else tables.records[tables.records["dataset"] != dataset]
-        if new_dataset is None and holdout:
-            train = tables.records[tables.records["dataset"] != dataset]
+        train = tables.records[tables.records["dataset"] != dataset] if holdout else tables.records
         method = method or MatchAndChoose(predictor=predictor, seed=seed)
         predicted = method.rank(tables, dataset, train, new_dataset=new_dataset, probe=probe)
-        ranked = _merge_measured(predicted, own if not holdout else own.iloc[0:0], tables.higher_is_better)
+        ranked = _merge_measured(predicted, own.iloc[0:0] if holdout else own, tables.higher_is_better)
 
+    info = _info_lookup(tables.info)
     for i, r in enumerate(ranked, start=1):
         r.rank = i
         meta = info.get(r.model, {})
@@ -277,6 +289,19 @@ def rank(dataset: str, zoo: str | Path | None = None, top: int | None = None, pr
         ranked = ranked[:top]
     return Ranking(dataset=dataset, zoo=str(z.path), cold_start=cold, models=ranked,
                    metric=tables.metric, higher_is_better=tables.higher_is_better, notes=notes)
+
+
+def _check_dataset_argument(dataset: str, tables: ZooTables) -> None:
+    """Cheap validation of DATASET when it will not be profiled: a folder, a known or Hub-like name."""
+    from hubselect.hub import is_repo_id
+    path = Path(dataset)
+    if path.exists():
+        if not path.is_dir():
+            raise UserError(f"{dataset} is a file; DATASET must be an image folder or a Hub dataset ID")
+        return
+    if dataset in tables.known_datasets() or is_repo_id(dataset) or "/" not in dataset and dataset.strip():
+        return
+    raise UserError(f"{dataset!r} is neither a folder nor a Hub dataset ID")
 
 
 def _merge_measured(predicted: pd.DataFrame, own: pd.DataFrame, higher_is_better: bool) -> list[RankedModel]:

@@ -1,0 +1,345 @@
+"""Dataset profiles: the mean and covariance of a probe's embeddings over a sample of a dataset.
+
+``profile_dataset`` draws up to ``n`` usable images (or captions, for a text probe) from a Hub
+dataset or a local folder (:mod:`hubselect.images`), embeds them in batches with a probe
+(:mod:`hubselect.probes`) and accumulates the statistics as it goes, so that no more than one batch
+is held in memory. Accumulation is in float64 with Chan et al.'s pairwise update of the mean and
+the centred scatter matrix (never ``E[xx^T] - mu mu^T``, which loses precision when the mean is
+large next to the spread). The covariance is the unbiased one (divided by ``n - 1``), as in FID.
+
+A zoo keeps one file per dataset and probe, ``profiles/<probe>/<dataset-slug>.safetensors``: the
+tensors ``mean`` (d) and ``cov`` (d x d), float64, and the rest (dataset, sample count, revision,
+source, skipped items...) as strings in the safetensors header. No pickle anywhere.
+
+``add_profile_to_zoo`` writes a profile and derives from it, for image zoos:
+
+* the ``datasets`` table row of the dataset: ``n_images`` and the mean vector as columns
+  ``<probe>_0 ... <probe>_{d-1}`` (each probe has its own column group; other rows are kept);
+* the ``dataset_distances`` rows between this dataset and every other dataset profiled with the
+  SAME probe (column ``probe``): the squared Fréchet distance of the two Gaussians (as FID).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+
+from hubselect.errors import UserError
+from hubselect.zoo import Zoo, atomic_write_bytes
+
+PROFILE_FORMAT = "hubselect-profile/1"
+DEFAULT_N = 1000
+_PROBE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9-]*$")
+
+Progress = Callable[[int, int, "str | None"], None]
+
+
+class RunningMoments:
+    """Streaming mean and covariance of row vectors, accumulated in float64.
+
+    Each batch is reduced to its own mean and centred scatter, then merged (Chan, Golub & LeVeque
+    1979): ``M2 += S_b + delta delta^T * n_a n_b / (n_a + n_b)``.
+    """
+
+    def __init__(self, dim: int):
+        self.dim = dim
+        self.n = 0
+        self.mean = np.zeros(dim, dtype=np.float64)
+        self.m2 = np.zeros((dim, dim), dtype=np.float64)
+
+    def update(self, batch: np.ndarray) -> None:
+        x = np.asarray(batch, dtype=np.float64)
+        if x.ndim != 2 or x.shape[1] != self.dim:
+            raise ValueError(f"expected a (batch, {self.dim}) array, got {x.shape}")
+        nb = x.shape[0]
+        if nb == 0:
+            return
+        if not np.isfinite(x).all():
+            raise ValueError("embeddings contain NaN or infinity")
+        mb = x.mean(axis=0)
+        xc = x - mb
+        sb = xc.T @ xc
+        if self.n == 0:
+            self.mean, self.m2 = mb, sb
+        else:
+            total = self.n + nb
+            delta = mb - self.mean
+            self.mean = self.mean + delta * (nb / total)
+            self.m2 = self.m2 + sb + np.outer(delta, delta) * (self.n * nb / total)
+        self.n += nb
+
+    @property
+    def covariance(self) -> np.ndarray:
+        if self.n < 2:
+            raise ValueError("a covariance needs at least two samples")
+        cov = self.m2 / (self.n - 1)
+        return (cov + cov.T) / 2      # exactly symmetric
+
+
+@dataclass
+class Profile:
+    """A dataset's statistics under one probe."""
+
+    dataset: str
+    probe: str
+    n_samples: int
+    mean: np.ndarray
+    covariance: np.ndarray
+    revision: str | None = None       # Hub commit sha of the data (None for a local folder)
+    source: str = ""                  # "hub:<id>" or the absolute folder path
+    split: str | None = None
+    image_column: str | None = None
+    caption_column: str | None = None
+    modality: str = "image"
+    skipped: dict[str, int] = field(default_factory=dict)
+    n_requested: int | None = None
+    seed: int = 0
+    created_at: str = ""
+
+    @property
+    def dim(self) -> int:
+        return int(self.mean.shape[0])
+
+    @property
+    def n_skipped(self) -> int:
+        return int(sum(self.skipped.values()))
+
+    def summary(self) -> dict:
+        """What ``hubselect profile --json`` prints."""
+        return {"dataset": self.dataset, "probe": self.probe, "modality": self.modality,
+                "n_images": self.n_samples, "n_requested": self.n_requested,
+                "skipped": dict(self.skipped), "n_skipped": self.n_skipped, "revision": self.revision,
+                "source": self.source, "split": self.split, "image_column": self.image_column,
+                "caption_column": self.caption_column, "dim": self.dim, "seed": self.seed}
+
+    # -- storage ---------------------------------------------------------------------------------
+    def _metadata(self) -> dict[str, str]:
+        meta = {"format": PROFILE_FORMAT, "dataset": self.dataset, "probe": self.probe,
+                "n_samples": str(self.n_samples), "modality": self.modality, "source": self.source,
+                "skipped": json.dumps(self.skipped, sort_keys=True), "seed": str(self.seed),
+                "created_at": self.created_at, "dim": str(self.dim)}
+        for key in ("revision", "split", "image_column", "caption_column", "n_requested"):
+            value = getattr(self, key)
+            if value is not None:
+                meta[key] = str(value)
+        return meta
+
+    def to_bytes(self) -> bytes:
+        from safetensors.numpy import save
+        return save({"mean": np.ascontiguousarray(self.mean, dtype=np.float64),
+                     "cov": np.ascontiguousarray(self.covariance, dtype=np.float64)},
+                    metadata=self._metadata())
+
+    def save(self, path: str | Path) -> Path:
+        """Write the profile atomically (a killed process leaves the old file or the new one)."""
+        path = Path(path)
+        atomic_write_bytes(path, self.to_bytes())
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Profile":
+        from safetensors import safe_open
+
+        path = Path(path)
+        try:
+            with safe_open(str(path), framework="numpy") as f:
+                meta = f.metadata() or {}
+                mean, cov = f.get_tensor("mean"), f.get_tensor("cov")
+        except Exception as exc:  # missing tensor, damaged header, not a safetensors file
+            raise UserError(f"unreadable profile {path}: {type(exc).__name__}: {exc}") from None
+        if meta.get("format") != PROFILE_FORMAT:
+            raise UserError(f"{path} is not a hubselect profile (format {meta.get('format')!r})")
+        d = mean.shape[0]
+        if mean.ndim != 1 or cov.shape != (d, d):
+            raise UserError(f"profile {path}: mean {mean.shape} and cov {cov.shape} do not match")
+        try:
+            skipped = json.loads(meta.get("skipped", "{}"))
+        except json.JSONDecodeError:
+            skipped = {}
+        n_req = meta.get("n_requested")
+        return cls(dataset=meta["dataset"], probe=meta["probe"], n_samples=int(meta["n_samples"]),
+                   mean=mean.astype(np.float64), covariance=cov.astype(np.float64),
+                   revision=meta.get("revision"), source=meta.get("source", ""), split=meta.get("split"),
+                   image_column=meta.get("image_column"), caption_column=meta.get("caption_column"),
+                   modality=meta.get("modality", "image"), skipped={k: int(v) for k, v in skipped.items()},
+                   n_requested=int(n_req) if n_req else None, seed=int(meta.get("seed", 0)),
+                   created_at=meta.get("created_at", ""))
+
+
+# -- computing a profile ---------------------------------------------------------------------------
+
+def profile_dataset(source: str, probe: str = "clip", n: int = DEFAULT_N, image_column: str | None = None,
+                    caption_column: str | None = None, split: str | None = None, name: str | None = None,
+                    seed: int = 0, progress: Progress | None = None, device: str | None = None) -> Profile:
+    """Profile a Hub dataset ID or a local image folder with a probe (nothing is written).
+
+    ``progress(done, total, item)`` is called as items are embedded. Raises :class:`UserError` for
+    an unknown probe, an unusable source, or fewer than two usable items.
+    """
+    from hubselect.images import open_source
+    from hubselect.probes import get_probe, probe_class
+
+    if n < 2:
+        raise UserError("--n must be at least 2 (a covariance needs two samples)")
+    if name is not None and not name.strip():
+        raise UserError("--name must not be empty")
+    cls = probe_class(probe)                     # an unknown probe fails before any data is read
+    text = cls.modality == "text"
+    src = open_source(source, image_column=image_column, caption_column=caption_column, split=split,
+                      need_images=not text, need_captions=text)
+    model = get_probe(probe, device=device)
+    total = n if src.size is None else min(n, src.size)
+    moments = RunningMoments(model.dim)
+    batch: list = []
+    done = 0
+
+    def flush() -> None:
+        nonlocal done, batch
+        if batch:
+            moments.update(model.embed(batch))
+            done += len(batch)
+            batch = []
+            if progress is not None:
+                progress(min(done, total), total, None)
+
+    for sample in src.sample(n, seed=seed, modality=cls.modality):
+        batch.append(sample.caption if text else sample.image)
+        if len(batch) >= model.batch_size:
+            flush()
+    flush()
+    if progress is not None and done < total:
+        progress(total, total, None)             # closes the bar when the source ran dry early
+    skipped = {k: int(v) for k, v in sorted(src.skipped.items())}
+    if moments.n < 2:
+        what = "captioned items" if text else "usable images"
+        detail = f" (skipped: {', '.join(f'{k} {v}' for k, v in skipped.items())})" if skipped else ""
+        raise UserError(f"{source}: {moments.n} {what}, at least 2 are needed to profile it{detail}")
+    return Profile(dataset=(name.strip() if name else src.dataset), probe=probe, n_samples=moments.n,
+                   mean=moments.mean, covariance=moments.covariance, revision=src.revision,
+                   source=f"hub:{src.source}" if src.kind == "hub" else src.source, split=src.split,
+                   image_column=src.image_column if not text else None, caption_column=src.caption_column,
+                   modality=cls.modality, skipped=skipped, n_requested=n, seed=seed,
+                   created_at=datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"))
+
+
+# -- the zoo -----------------------------------------------------------------------------------------
+
+def dataset_slug(dataset: str) -> str:
+    """A file name for a dataset: ``owner/name`` -> ``owner--name``; other unsafe characters -> ``_``."""
+    slug = re.sub(r"[^A-Za-z0-9._-]", "_", dataset.strip().replace("/", "--"))
+    slug = slug.lstrip(".") or "_"
+    return slug[:200]
+
+
+def profile_path(zoo: Zoo, probe: str, dataset: str) -> Path:
+    if not _PROBE_NAME.match(probe):
+        raise UserError(f"invalid probe name {probe!r}")
+    return zoo.path / "profiles" / probe / f"{dataset_slug(dataset)}.safetensors"
+
+
+def load_profile(zoo: Zoo, dataset: str, probe: str) -> Profile | None:
+    """The zoo's profile of ``dataset`` under ``probe``, or None."""
+    path = profile_path(zoo, probe, dataset)
+    if not path.is_file():
+        return None
+    profile = Profile.load(path)
+    return profile if profile.dataset == dataset else None
+
+
+def load_zoo_profiles(zoo: Zoo, probe: str) -> list[Profile]:
+    """Every profile the zoo holds for ``probe``, sorted by dataset name."""
+    folder = zoo.path / "profiles" / probe
+    if not _PROBE_NAME.match(probe) or not folder.is_dir():
+        return []
+    profiles = [Profile.load(p) for p in sorted(folder.glob("*.safetensors"))]
+    return sorted((p for p in profiles if p.probe == probe), key=lambda p: p.dataset)
+
+
+def _updated_datasets_table(table: pd.DataFrame | None, profile: Profile) -> pd.DataFrame:
+    """The ``datasets`` table with the profile's row set: ``n_images`` and its probe's mean columns."""
+    prefix = f"{profile.probe}_"
+    row = {"dataset": profile.dataset, "n_images": profile.n_samples}
+    row.update({f"{prefix}{i}": float(v) for i, v in enumerate(profile.mean)})
+    if table is None or table.empty:
+        base = table if table is not None else pd.DataFrame(columns=["dataset"])
+        columns = list(dict.fromkeys(["dataset", "n_images", *base.columns, *row]))
+        return pd.DataFrame([row]).reindex(columns=columns)
+    table = table.copy()
+    table["dataset"] = table["dataset"].astype(str)
+    existing = table[table["dataset"] == profile.dataset]
+    old = existing.iloc[0].to_dict() if len(existing) else {}
+    # Keep the dataset's other columns (other probes, user features); columns of this probe
+    # beyond the new dimension (a probe whose size changed) are cleared for this row.
+    for col, value in old.items():
+        if col in row:
+            continue
+        if col.startswith(prefix) and col[len(prefix):].isdigit():
+            value = np.nan
+        row[col] = value
+    rest = table[table["dataset"] != profile.dataset]
+    columns = list(dict.fromkeys(["dataset", "n_images", *table.columns, *row]))
+    new = pd.DataFrame([row]).reindex(columns=columns)
+    out = pd.concat([rest.reindex(columns=columns), new], ignore_index=True)
+    # Keep the table's order: an updated dataset stays where it was, a new one goes last.
+    order = {d: i for i, d in enumerate(table["dataset"])}
+    out["_order"] = out["dataset"].map(order).fillna(len(order))
+    return out.sort_values("_order", kind="stable").drop(columns="_order").reset_index(drop=True)
+
+
+def _updated_distances_table(table: pd.DataFrame | None, profile: Profile,
+                             distances: dict[str, float]) -> pd.DataFrame:
+    columns = ["dataset_a", "dataset_b", "distance", "probe"]
+    if table is None:
+        table = pd.DataFrame(columns=columns)
+    table = table.copy()
+    if "probe" not in table.columns:
+        table["probe"] = np.nan          # distances of unknown provenance are kept, probe unset
+    involved = (table["dataset_a"].astype(str) == profile.dataset) | (table["dataset_b"].astype(str) == profile.dataset)
+    keep = table[~(involved & (table["probe"] == profile.probe))]
+    new = pd.DataFrame([{"dataset_a": profile.dataset, "dataset_b": other, "distance": float(d),
+                         "probe": profile.probe} for other, d in sorted(distances.items())],
+                       columns=columns)
+    all_columns = list(dict.fromkeys([*columns, *table.columns]))
+    parts = [p.reindex(columns=all_columns) for p in (keep, new) if len(p)]
+    if not parts:
+        return pd.DataFrame(columns=all_columns)
+    return pd.concat(parts, ignore_index=True)
+
+
+def add_profile_to_zoo(zoo: Zoo, profile: Profile) -> dict:
+    """Write ``profile`` into the zoo and update ``datasets`` and ``dataset_distances``.
+
+    Everything is computed (other profiles read, distances, new tables) before anything is written,
+    so bad input or a damaged zoo leaves the zoo untouched; each file is then written atomically,
+    the profile first. Returns the profile's path and its distances to the other datasets.
+    """
+    from hubselect.distance import frechet_to_many
+
+    path = profile_path(zoo, profile.probe, profile.dataset)
+    if path.is_file():
+        current = Profile.load(path)
+        if current.dataset != profile.dataset:
+            raise UserError(f"{path} already holds dataset {current.dataset!r}; profile {profile.dataset!r} "
+                            "under another --name")
+    others = [p for p in load_zoo_profiles(zoo, profile.probe) if p.dataset != profile.dataset]
+    others = [p for p in others if p.dim == profile.dim]
+    distances: dict[str, float] = {}
+    if others:
+        values = frechet_to_many(profile.mean, profile.covariance, [p.mean for p in others],
+                                 [p.covariance for p in others])
+        distances = {p.dataset: float(v) for p, v in zip(others, np.asarray(values, dtype=np.float64))}
+    datasets_table = _updated_datasets_table(zoo.read_table("datasets"), profile)
+    distances_table = _updated_distances_table(zoo.read_table("dataset_distances"), profile, distances)
+    data = profile.to_bytes()
+
+    atomic_write_bytes(path, data)
+    zoo.write_table("datasets", datasets_table)
+    zoo.write_table("dataset_distances", distances_table)
+    return {"profile": str(path), "distances": distances}
