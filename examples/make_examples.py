@@ -158,7 +158,8 @@ def _boat(d, r, s):
     d.line([mast, y - 160, mast + 90, y - 15, mast, y - 15], fill=s["ink"], width=s["width"])
     for k in range(3):
         yy = y + 70 + 18 * k
-        d.line([(x, yy + 6 * math.sin(x / 15.0 + k)) for x in range(20, 380, 4)], fill=s["ink"], width=max(2, s["width"] - 2))
+        wave = [(x, yy + 6 * math.sin(x / 15.0 + k)) for x in range(20, 380, 4)]
+        d.line(wave, fill=s["ink"], width=max(2, s["width"] - 2))
     return "a line drawing of a sailing boat on wavy water"
 
 
@@ -167,7 +168,8 @@ def _face(d, r, s):
     d.ellipse([cx - rad, cy - rad, cx + rad, cy + rad], outline=s["ink"], width=s["width"])
     ex = rad // 3
     for sx in (-1, 1):
-        d.ellipse([cx + sx * ex - 12, cy - 40 - 12, cx + sx * ex + 12, cy - 40 + 12], outline=s["ink"], width=s["width"])
+        eye = (cx + sx * ex, cy - 40)
+        d.ellipse([eye[0] - 12, eye[1] - 12, eye[0] + 12, eye[1] + 12], outline=s["ink"], width=s["width"])
     d.arc([cx - rad // 2, cy - 10, cx + rad // 2, cy + rad // 2 + 20], 20, 160, fill=s["ink"], width=s["width"])
     return "a simple drawing of a smiling face"
 

@@ -99,18 +99,34 @@ class ClipProbe(Probe):
     hf_repo = "laion/CLIP-ViT-B-32-laion2B-s34B-b79K"
     hf_file = "open_clip_model.safetensors"
 
-    def _load(self) -> None:
-        import open_clip
-        from hubselect.hub import HubClient
+    def weights_path(self) -> str:
+        """The safetensors file, from the Hub cache (``HF_HOME``) or downloaded into it.
 
-        # The one place that talks to the Hub fetches the safetensors file (HF_ENDPOINT, HF_TOKEN,
-        # HF_HUB_OFFLINE and the cache under HF_HOME apply); open_clip builds the model from it.
+        A cached copy is used as is (so the probe works offline once fetched). Otherwise one quick
+        request checks that the repo is reachable before the download, so that a machine without
+        the Hub gets its answer in seconds rather than after minutes of download retries.
+        """
+        from huggingface_hub import try_to_load_from_cache
+        from hubselect.hub import HubClient, is_offline
+
+        cached = try_to_load_from_cache(self.hf_repo, self.hf_file)
+        if isinstance(cached, str):
+            return cached
         try:
-            weights = HubClient().download(self.hf_repo, self.hf_file)
+            if is_offline():
+                raise HubError("offline", "HF_HUB_OFFLINE is set and the weights are not in the cache")
+            meta = HubClient(retries=0).repo_meta(self.hf_repo)
+            return HubClient().download(self.hf_repo, self.hf_file, revision=meta.sha)
         except HubError as exc:
             raise UserError(f"the clip probe's weights ({self.hf_repo}/{self.hf_file}) could not be fetched "
                             f"from the Hub ({exc.reason}); without the Hub use --probe efficientnet") from None
-        model, _, preprocess = open_clip.create_model_and_transforms(self.model_name, pretrained=weights,
+
+    def _load(self) -> None:
+        import open_clip
+
+        # hubselect's Hub client fetches the safetensors file (HF_ENDPOINT, HF_TOKEN, HF_HUB_OFFLINE
+        # and the cache under HF_HOME apply); open_clip builds ViT-B-32 and loads it (strict).
+        model, _, preprocess = open_clip.create_model_and_transforms(self.model_name, pretrained=self.weights_path(),
                                                                      device=self.device)
         self.model = model.eval()
         self.preprocess = preprocess

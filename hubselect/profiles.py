@@ -313,6 +313,21 @@ def _updated_distances_table(table: pd.DataFrame | None, profile: Profile,
     return pd.concat(parts, ignore_index=True)
 
 
+def _blas_single_thread():
+    """One BLAS thread while distances are computed.
+
+    Right after torch inference, torch's OpenMP workers are still spinning; a multithreaded BLAS
+    eigensolver on the same few cores then runs 2-20x slower (measured on a 2-core machine:
+    0.5 s -> 1-11 s for one 1280-d pair). ``frechet_to_many`` parallelises over pairs itself.
+    """
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn
+        from contextlib import nullcontext
+        return nullcontext()
+    return threadpool_limits(limits=1, user_api="blas")
+
+
 def add_profile_to_zoo(zoo: Zoo, profile: Profile) -> dict:
     """Write ``profile`` into the zoo and update ``datasets`` and ``dataset_distances``.
 
@@ -332,9 +347,10 @@ def add_profile_to_zoo(zoo: Zoo, profile: Profile) -> dict:
     others = [p for p in others if p.dim == profile.dim]
     distances: dict[str, float] = {}
     if others:
-        values = frechet_to_many(profile.mean, profile.covariance, [p.mean for p in others],
-                                 [p.covariance for p in others])
-        distances = {p.dataset: float(v) for p, v in zip(others, np.asarray(values, dtype=np.float64))}
+        with _blas_single_thread():
+            values = frechet_to_many(profile.mean, profile.covariance, [p.mean for p in others],
+                                     [p.covariance for p in others])
+        distances = {p.dataset: float(v) for p, v in zip(others, np.asarray(values, dtype=np.float64), strict=True)}
     datasets_table = _updated_datasets_table(zoo.read_table("datasets"), profile)
     distances_table = _updated_distances_table(zoo.read_table("dataset_distances"), profile, distances)
     data = profile.to_bytes()

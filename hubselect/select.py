@@ -144,7 +144,8 @@ class MatchAndChoose:
 
     def __init__(self, predictor: str = "catboost", dim: int = 32, num_walks: int = 10, walk_length: int = 20,
                  p: float = 1.0, q: float = 1.0, epochs: int = 5, subsample: float = 0.0, n_classes: int = 10,
-                 use_features: bool = True, use_graph: bool = True, knn: int | None = None, seed: int = 0):
+                 use_features: bool = True, use_graph: bool = True, knn: int | None = None,
+                 edge_features: str = "proximity", probe_components: int | None = 16, seed: int = 0):
         self.predictor = predictor
         self.dim = dim
         self.num_walks = num_walks
@@ -160,6 +161,13 @@ class MatchAndChoose:
         self.use_features = use_features
         self.use_graph = use_graph
         self.knn = knn
+        if edge_features not in EDGE_FEATURES:
+            raise UserError(f"unknown edge features {edge_features!r}; choose from {', '.join(EDGE_FEATURES)}")
+        self.edge_features = edge_features
+        # A probe's mean embedding has 512-1280 dimensions and a zoo has tens of datasets: the
+        # leading principal components carry what tells datasets apart, at a fraction of the
+        # predictor's cost. None keeps the raw vector (the paper's).
+        self.probe_components = probe_components
         self.seed = seed
 
     def rank(self, tables: ZooTables, target: str, train_records: pd.DataFrame,
@@ -172,6 +180,8 @@ class MatchAndChoose:
             distances = pd.concat([distances, new_dataset.distances], ignore_index=True)
             row = pd.DataFrame([{"dataset": target, **new_dataset.features}])
             datasets_df = row if datasets_df is None else pd.concat([datasets_df, row], ignore_index=True)
+        if datasets_df is not None and self.probe_components:
+            datasets_df = compress_probe_columns(datasets_df, probe, self.probe_components)
 
         train = train_records[train_records["model"].isin(models)]
         counts = train.groupby("dataset")["model"].transform("size")
@@ -192,10 +202,16 @@ class MatchAndChoose:
                              data_enc.transform(datasets_df, list(train["dataset"]))]
             blocks_target += [model_enc.transform(tables.models, models),
                               data_enc.transform(datasets_df, [target] * len(models))]
-        if self.use_graph:
+        if self.use_graph and self.edge_features == "hadamard":
+            # The paper: one graph, the edge embedding is the element-wise product of node vectors.
             emb = self._embed(train, distances, tables.higher_is_better, models, all_datasets)
-            blocks_train.append(self._edges(emb, list(train["model"]), list(train["dataset"])))
-            blocks_target.append(self._edges(emb, models, [target] * len(models)))
+            blocks_train.append(self._hadamard(emb, list(train["model"]), list(train["dataset"])))
+            blocks_target.append(self._hadamard(emb, models, [target] * len(models)))
+        elif self.use_graph:
+            blocks_train.append(self._proximity_rows(train, distances, tables.higher_is_better, models,
+                                                     all_datasets))
+            emb = self._embed(train, distances, tables.higher_is_better, models, all_datasets)
+            blocks_target.append(_proximity(emb, models, target))
         X_train = np.hstack(blocks_train)
         X_target = np.hstack(blocks_target)
         n_classes = max(2, min(self.n_classes, int(train.groupby("dataset").size().max())))
@@ -213,11 +229,63 @@ class MatchAndChoose:
         return embed(graph, dim=self.dim, num_walks=self.num_walks, walk_length=self.walk_length,
                      p=self.p, q=self.q, extend=True, seed=self.seed, epochs=self.epochs, sample=self.subsample)
 
-    def _edges(self, emb: dict, models: list[str], datasets: list[str]) -> np.ndarray:
+    def _hadamard(self, emb: dict, models: list[str], datasets: list[str]) -> np.ndarray:
         from hubselect.graph import dataset_node, model_node
         zero = np.zeros(self.dim)
         return np.vstack([emb.get(model_node(m), zero) * emb.get(dataset_node(d), zero)
                           for m, d in zip(models, datasets)])
+
+    def _proximity_rows(self, train, distances, higher_is_better, models, datasets) -> np.ndarray:
+        """Proximity features of every training row, each dataset embedded as if it were new.
+
+        The target dataset has no model edges when it is ranked; a training dataset that keeps
+        its own would be described by different evidence. So each training dataset's rows come
+        from a graph without that dataset's model edges: train and predict see the same situation.
+        """
+        out = np.zeros((len(train), 3))
+        positions = {d: np.flatnonzero(train["dataset"].to_numpy() == d) for d in train["dataset"].unique()}
+        for d, rows in positions.items():
+            emb = self._embed(train[train["dataset"] != d], distances, higher_is_better, models, datasets)
+            feats = _proximity(emb, models, d)
+            index = {m: i for i, m in enumerate(models)}
+            out[rows] = feats[[index[m] for m in train["model"].to_numpy()[rows]]]
+        return out
+
+
+EDGE_FEATURES = ("proximity", "hadamard")
+
+
+def compress_probe_columns(datasets: pd.DataFrame, probe: str | None, k: int) -> pd.DataFrame:
+    """Replace the ``<probe>_<i>`` columns by their first ``k`` principal components."""
+    cols = [c for c in datasets.columns if (m := PROBE_COLUMN.match(c)) and m.group("probe") == probe]
+    if len(cols) <= k:
+        return datasets
+    X = datasets[cols].to_numpy(dtype=np.float64)
+    filled = np.where(np.isnan(X), np.nanmean(X, axis=0), X)
+    filled = np.nan_to_num(filled)
+    centred = filled - filled.mean(axis=0)
+    u, sing, _ = np.linalg.svd(centred, full_matrices=False)
+    n = min(k, len(sing))
+    pcs = pd.DataFrame(u[:, :n] * sing[:n], columns=[f"{probe}_pc{i}" for i in range(n)], index=datasets.index)
+    return pd.concat([datasets.drop(columns=cols), pcs], axis=1)
+
+
+def _proximity(emb: dict, models: list[str], dataset: str) -> np.ndarray:
+    """Basis-free edge features of (model, dataset) for all models: cosine, its rank, dot product.
+
+    Node2vec vectors of two different graphs live in unrelated bases, so only quantities that
+    survive a rotation (angles, lengths) can be compared across graphs.
+    """
+    from hubselect.graph import dataset_node, model_node
+    d = emb.get(dataset_node(dataset))
+    if d is None:
+        return np.zeros((len(models), 3))
+    M = np.vstack([emb.get(model_node(m), np.zeros_like(d)) for m in models]).astype(np.float64)
+    dot = M @ d
+    norms = np.linalg.norm(M, axis=1) * np.linalg.norm(d)
+    cos = np.divide(dot, norms, out=np.zeros_like(dot), where=norms > 0)
+    order = pd.Series(cos).rank(ascending=False).to_numpy()
+    return np.column_stack([cos, (order - 1) / max(len(models) - 1, 1), dot])
 
 
 def _info_lookup(info: pd.DataFrame | None) -> dict[str, dict]:
@@ -253,7 +321,10 @@ def rank(dataset: str, zoo: str | Path | None = None, top: int | None = None, pr
     tables = ZooTables.load(z)
     if top is not None and top < 1:
         raise UserError("--top must be at least 1")
-    probe = probe or tables.probe
+    if probe is not None:
+        from hubselect.probes import probe_class
+        probe_class(probe)          # an unknown probe is bad input whatever the dataset
+    probe = probe or tables.probe or "clip"
     notes: list[str] = []
     if tables.records.empty:
         # Nothing to learn from: the dataset cannot change the answer, so it is not profiled.
@@ -332,7 +403,7 @@ def profile_new_dataset(zoo: Zoo, dataset: str, probe: str, n: int, seed: int, i
     """Profile a dataset that the zoo does not know, without writing anything to the zoo."""
     from hubselect import profiles
     profile = profiles.profile_dataset(dataset, probe=probe, n=n, image_column=image_column,
-                                       caption_column=caption_column, split=split, seed=seed,
+                                       caption_column=caption_column, split=split, name=dataset, seed=seed,
                                        progress=progress)
     others = profiles.load_zoo_profiles(zoo, probe)
     others = [p for p in others if p.dataset != profile.dataset]

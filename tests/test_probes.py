@@ -132,7 +132,8 @@ def test_clip_loads_safetensors_from_the_hub_and_embeds(hub_server, hub_root, tm
     torch.manual_seed(0)
     reference = open_clip.create_model("hubselect-test-tiny-clip").eval()
     save_file(reference.state_dict(), str(tmp_path / "w.safetensors"))
-    make_repo(hub_root, "test-org/tiny-clip", {"open_clip_model.safetensors": (tmp_path / "w.safetensors").read_bytes()})
+    weights = (tmp_path / "w.safetensors").read_bytes()
+    make_repo(hub_root, "test-org/tiny-clip", {"open_clip_model.safetensors": weights})
 
     class TinyClip(probes.ClipProbe):
         model_name = "hubselect-test-tiny-clip"
