@@ -222,7 +222,11 @@ def _billions(n) -> str:
 def main() -> None:
     """Entry point: run the app, turning every user-facing failure into one line and exit 2."""
     logging.basicConfig(level=logging.WARNING, format="hubselect: %(message)s")
-    for noisy in ("huggingface_hub", "httpx", "httpx2", "diffusers", "transformers"):
+    # huggingface_hub resets its logger's level when imported: import it first, then quiet it.
+    # Its retry warnings would repeat what our own retry layer reports.
+    from huggingface_hub.utils import logging as hf_logging
+    hf_logging.set_verbosity_error()
+    for noisy in ("httpx", "httpx2", "diffusers", "transformers"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
     command = typer.main.get_command(app)
     try:

@@ -447,6 +447,9 @@ class FrechetProfiles:
     # --- internals ------------------------------------------------------------------------------
     def _map(self, fn, items) -> list:
         items = list(items)
+        # Load SciPy's BLAS library first: threadpoolctl only limits libraries already loaded, and a
+        # BLAS that runs multithreaded inside each worker thread oversubscribes the cores badly.
+        _lapack(self.dtype)
         limits = _single_threaded_blas() if self.workers > 1 and len(items) > 1 else None
         if limits is None:   # one worker, or BLAS threads cannot be pinned (no oversubscription)
             return [fn(x) for x in items]

@@ -163,6 +163,14 @@ class HubClient:
             repo_id, filename, revision=revision, repo_type=repo_type,
             endpoint=self.endpoint, token=self.token))
 
+    def dataset_meta(self, repo_id: str):
+        """The Hub's info on a dataset repo (sha, gated, card data), as huggingface_hub parses it."""
+        def run():
+            if is_offline():
+                raise hf_errors.OfflineModeIsEnabled("HF_HUB_OFFLINE is set")
+            return self.api.dataset_info(repo_id, timeout=self.timeout)
+        return self._call(f"{repo_id}: dataset info", run)
+
     def fetch_bytes(self, repo_id: str, filename: str, revision: str | None = None,
                     repo_type: str = "model") -> bytes:
         """One small file (a config, a card), in memory.

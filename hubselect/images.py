@@ -139,12 +139,14 @@ def load_image(data: bytes | str | os.PathLike, max_pixels: int = MAX_PIXELS) ->
             try:
                 im.load()
                 rgb = to_rgb(im)
+                if rgb is im:
+                    rgb = im.copy()      # `im` is closed when this block ends
                 rgb.load()
             except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
                 raise SkipImage(TOO_LARGE, str(exc)) from None
             except Exception as exc:  # truncated data, bad chunks, unsupported modes
                 raise SkipImage(CORRUPT, f"{type(exc).__name__}: {exc}") from None
-    return rgb if rgb is not im else rgb.copy()
+    return rgb
 
 
 # ------------------------------------------------------------------------------------------------
@@ -466,10 +468,8 @@ class HubSource(DataSource):
         from hubselect.hub import HubClient
 
         client = HubClient()
-        try:
-            info = client._call(f"{repo_id}: dataset info",
-                                lambda: client.api.dataset_info(repo_id, timeout=client.timeout)
-                                if not _offline() else _raise_offline())
+        try:   # the commit sha pins the data read below, and is recorded as the profile's revision
+            info = client.dataset_meta(repo_id)
         except HubError as exc:
             raise _hub_user_error(repo_id, exc) from None
         if info.gated and not client.token:
@@ -534,6 +534,8 @@ class HubSource(DataSource):
             raise UserError(f"{where} has no caption column (columns: {', '.join(columns)}); "
                             "pass --caption-column")
 
+        if not need_images:
+            image_column = None          # a caption probe never reads the images
         keep = [c for c in (image_column, caption_column) if c is not None]
         # Images are decoded here, not by `datasets`: a damaged file must be skipped, not end the stream.
         stream = stream.decode(False).select_columns(keep)
@@ -595,13 +597,3 @@ def _point_datasets_at(endpoint: str) -> None:
     if config.HF_ENDPOINT.rstrip("/") != endpoint:
         config.HF_ENDPOINT = endpoint
         config.HUB_DATASETS_URL = endpoint + "/datasets/{repo_id}/resolve/{revision}/{path}"
-
-
-def _offline() -> bool:
-    from hubselect.hub import is_offline
-    return is_offline()
-
-
-def _raise_offline():
-    from huggingface_hub import errors as hf_errors
-    raise hf_errors.OfflineModeIsEnabled("HF_HUB_OFFLINE is set")

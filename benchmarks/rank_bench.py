@@ -1,0 +1,53 @@
+"""Time `hubselect rank` on a zoo (default: ../shared/benchmarks/transfergraph-text/zoo, glue/cola, --holdout).
+
+    python benchmarks/rank_bench.py [--zoo DIR] [--dataset NAME] [--repeat 3]
+
+Prints the wall time of the whole command line (a fresh process: imports, numba cache, CatBoost)
+and of the in-process call once warm, side by side. A measurement run by hand, not a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+
+def main() -> int:
+    p = argparse.ArgumentParser()
+    p.add_argument("--zoo", type=Path, default=REPO.parent / "shared" / "benchmarks" / "transfergraph-text" / "zoo")
+    p.add_argument("--dataset", default="glue/cola")
+    p.add_argument("--repeat", type=int, default=3)
+    p.add_argument("--predictor", default="catboost")
+    args = p.parse_args()
+
+    cli = []
+    for _ in range(args.repeat):
+        t = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "hubselect.cli", "rank", args.dataset, "--zoo", str(args.zoo),
+                        "--holdout", "--json", "--predictor", args.predictor], check=True, capture_output=True)
+        cli.append(time.perf_counter() - t)
+
+    from hubselect.select import rank
+    rank(args.dataset, zoo=args.zoo, holdout=True, predictor=args.predictor)   # warm-up
+    warm = []
+    for _ in range(args.repeat):
+        t = time.perf_counter()
+        ranking = rank(args.dataset, zoo=args.zoo, holdout=True, predictor=args.predictor)
+        warm.append(time.perf_counter() - t)
+    print(f"zoo {args.zoo} dataset {args.dataset}: {len(ranking.models)} models ranked")
+    print(f"command line (fresh process): median {statistics.median(cli):.2f} s  (runs: "
+          + ", ".join(f"{x:.2f}" for x in cli) + ")")
+    print(f"in process, warm:             median {statistics.median(warm):.2f} s  (runs: "
+          + ", ".join(f"{x:.2f}" for x in warm) + ")")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
