@@ -127,7 +127,8 @@ def rank(
         table.add_column(col, justify=justify)
     for r in ranking.models:
         shown = (f"{r.measured_score:.4g} (measured)" if r.source == "measured"
-                 else "-" if r.score is None else f"{r.score:.1f}")
+                 else "-" if r.score is None
+                 else f"{r.score:.0f} (published)" if r.source == "prior" else f"{r.score:.1f}")
         table.add_row(str(r.rank), r.model, shown, "-" if r.confidence is None else f"{r.confidence:.2f}",
                       "-" if r.tflops_per_image is None else f"{r.tflops_per_image:.1f}",
                       r.license or "unknown", r.source)
