@@ -105,7 +105,8 @@ class BinClassifier:
             self.constant_ = int(self.classes_present_[0])
             return self
         self.constant_ = None
-        self.model_.fit(self._prep(X), y)
+        # Some rank bins may be empty: classes are encoded 0..k-1 (XGBoost insists) and mapped back.
+        self.model_.fit(self._prep(X), np.searchsorted(self.classes_present_, y))
         return self
 
     def predict(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -113,7 +114,7 @@ class BinClassifier:
         if self.constant_ is not None:
             return np.full(len(X), centers[self.constant_]), np.ones(len(X))
         proba = np.asarray(self.model_.predict_proba(self._prep(X)))
-        classes = np.asarray(self.model_.classes_).astype(int).ravel()
+        classes = self.classes_present_[np.asarray(self.model_.classes_).astype(int).ravel()]
         expected = proba @ centers[classes]
         return expected, proba.max(axis=1)
 
@@ -124,6 +125,11 @@ def _catboost_classifier(seed: int, iterations: int = 300):
     # thousand rows, where finer borders cost about 3x the time and add nothing.
     return lambda: CatBoostClassifier(iterations=iterations, loss_function="MultiClass", random_seed=seed,
                                       border_count=64, verbose=False, thread_count=-1, allow_writing_files=False)
+
+
+def _xgboost_classifier(seed: int):
+    from xgboost import XGBClassifier
+    return lambda: XGBClassifier(n_estimators=300, random_state=seed, n_jobs=-1, verbosity=0)
 
 
 def _sklearn(name: str, seed: int):
@@ -147,6 +153,8 @@ class PredictorSpec:
 PREDICTORS: dict[str, PredictorSpec] = {
     "catboost": PredictorSpec("catboost", "CatBoost classifier over rank bins, 300 trees (the paper's)",
                               lambda seed, k: BinClassifier(_catboost_classifier(seed), k)),
+    "xgboost": PredictorSpec("xgboost", "XGBoost classifier over rank bins, 300 trees",
+                             lambda seed, k: BinClassifier(_xgboost_classifier(seed), k)),
     "rf": PredictorSpec("rf", "random forest classifier over rank bins, 300 trees",
                         lambda seed, k: BinClassifier(_sklearn("rf", seed), k, impute=True)),
     "mlp": PredictorSpec("mlp", "MLP classifier (256 hidden) over rank bins",

@@ -1,0 +1,282 @@
+"""``hubselect evaluate``: the paper's §5 protocol on any zoo, whatever its metric direction.
+
+Leave-one-dataset-out: for every dataset with at least two scored models, that dataset's records
+are removed from the graph and from the training rows, and its ranking is predicted exactly as
+``hubselect rank --holdout`` would. Each method's ranking is scored against the measured one with
+the metrics of :mod:`hubselect.metrics` (OSR, weighted Kendall τ, O2B, O2O).
+
+Methods
+    mc          Match & Choose as hubselect implements it (defaults of :class:`MatchAndChoose`)
+    mc-paper    the paper's configuration: node2vec+ with pecanpy's word2vec defaults (one epoch,
+                subsampling 1e-3), the element-wise product as edge embedding, raw probe vectors,
+                CatBoost classifier over ranks
+    overall     mean normalised rank over the other datasets (the paper's "Overall")
+    initial     the score before fine-tuning, when records carry ``initial_score``
+    direct      multi-output random forest on dataset features only (the paper's "Direct classifier")
+    popularity  Hub downloads, when the zoo has them
+    random      the expectation over random orderings
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+
+from hubselect import metrics
+from hubselect.errors import UserError
+from hubselect.ranker import TabularEncoder, normalized_ranks
+from hubselect.select import MatchAndChoose, ZooTables, dataset_feature_table
+from hubselect.zoo import Zoo
+
+PAPER_PRESET = dict(edge_features="hadamard", probe_components=None, epochs=1, subsample=1e-3,
+                    predictor="catboost")
+STUDIES = ("sparsity", "ablation", "predictors", "metrics")
+
+
+def eligible_datasets(records: pd.DataFrame) -> list[str]:
+    counts = records.dropna(subset=["score"]).groupby("dataset")["model"].nunique()
+    return sorted(counts[counts >= 2].index)
+
+
+# -- baselines --------------------------------------------------------------------------------------
+
+def overall_order(train: pd.DataFrame, models: list[str], higher_is_better: bool) -> list[str]:
+    """Models by mean normalised rank on the training datasets; unseen models last."""
+    t = train.copy()
+    t["u"] = t.groupby("dataset")["score"].transform(lambda s: normalized_ranks(s, higher_is_better))
+    mean_u = t.groupby("model")["u"].mean()
+    return sorted(models, key=lambda m: (mean_u.get(m, np.inf), m))
+
+
+def initial_order(own: pd.DataFrame, models: list[str], higher_is_better: bool) -> list[str] | None:
+    if "initial_score" not in own.columns or own["initial_score"].isna().all():
+        return None
+    init = own.set_index("model")["initial_score"].dropna()
+    sign = -1 if higher_is_better else 1
+    return sorted(models, key=lambda m: (sign * init[m] if m in init.index else np.inf, m))
+
+
+def popularity_order(tables: ZooTables, models: list[str]) -> list[str] | None:
+    for table in (tables.info, tables.models):
+        if table is not None and "downloads" in table.columns and table["downloads"].notna().any():
+            downloads = table.set_index("model")["downloads"]
+            return sorted(models, key=lambda m: (-(downloads.get(m) if pd.notna(downloads.get(m)) else -1), m))
+    return None
+
+
+def direct_order(tables: ZooTables, train: pd.DataFrame, target: str, models: list[str],
+                 higher_is_better: bool, seed: int) -> list[str] | None:
+    """Multi-output random forest from dataset features to every model's normalised rank."""
+    from sklearn.ensemble import RandomForestRegressor
+    features = dataset_feature_table(tables.datasets, tables.probe)
+    if features is None or target not in set(features["dataset"]):
+        return None
+    enc = TabularEncoder("dataset").fit(features)
+    t = train.copy()
+    t["u"] = t.groupby("dataset")["score"].transform(lambda s: normalized_ranks(s, higher_is_better))
+    Y = t.pivot_table(index="dataset", columns="model", values="u").reindex(columns=models).fillna(0.5)
+    if len(Y) < 2:
+        return None
+    X = np.nan_to_num(enc.transform(features, list(Y.index)))
+    rf = RandomForestRegressor(n_estimators=200, random_state=seed, n_jobs=-1).fit(X, Y.to_numpy())
+    pred = rf.predict(np.nan_to_num(enc.transform(features, [target])))[0]
+    return [m for _, m in sorted(zip(pred, models))]
+
+
+# -- the protocol -----------------------------------------------------------------------------------
+
+@dataclass
+class Evaluation:
+    metric: str
+    higher_is_better: bool
+    datasets: list[str]
+    per_dataset: pd.DataFrame
+    summary: pd.DataFrame
+    seconds: float
+    studies: dict[str, pd.DataFrame] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        methods = {row.method: {"osr": _f(row.osr), "weighted_tau": _f(row.weighted_tau), "o2b": _f(row.o2b),
+                                "o2o": _f(row.o2o), "n_datasets": int(row.n_datasets)}
+                   for row in self.summary.itertuples()}
+        per = [{"dataset": r.dataset, "method": r.method, "top_model": r.top_model, "hit": bool(r.hit),
+                "weighted_tau": _f(r.weighted_tau), "o2o": _f(r.o2o), "o2b": _f(r.o2b)}
+               for r in self.per_dataset.itertuples()]
+        out = {"metric": self.metric, "higher_is_better": self.higher_is_better, "datasets": self.datasets,
+               "methods": methods, "per_dataset": per, "seconds": round(self.seconds, 2)}
+        if self.studies:
+            out["studies"] = {k: v.to_dict("records") for k, v in self.studies.items()}
+        return out
+
+
+def _f(x) -> float | None:
+    return None if x is None or (isinstance(x, float) and np.isnan(x)) else float(x)
+
+
+def leave_one_dataset_out(tables: ZooTables, methods: dict[str, MatchAndChoose | None] | None = None,
+                          baselines: bool = True, records: pd.DataFrame | None = None,
+                          datasets: list[str] | None = None, seed: int = 0,
+                          progress: Callable[[int, int, str], None] | None = None) -> pd.DataFrame:
+    """One row per (held-out dataset, method): top model, hit, weighted τ, O2O, O2B.
+
+    ``records`` is the knowledge available for training (defaults to the zoo's); the held-out
+    dataset's true scores always come from the zoo's full records.
+    """
+    truth = tables.records
+    knowledge = truth if records is None else records
+    models = list(tables.models["model"])
+    hib = tables.higher_is_better
+    reference = metrics.best_on_average(truth, hib)
+    methods = {"mc": MatchAndChoose(seed=seed)} if methods is None else methods
+    targets = eligible_datasets(truth) if datasets is None else datasets
+    rows = []
+    for i, d in enumerate(targets):
+        if progress:
+            progress(i, len(targets), d)
+        own = truth[truth["dataset"] == d]
+        true_scores = own.groupby("model")["score"].mean()
+        train = knowledge[knowledge["dataset"] != d]
+        orders: dict[str, list[str] | None] = {}
+        for name, method in methods.items():
+            try:
+                predicted = method.rank(tables, d, train, probe=tables.probe)
+                orders[name] = list(predicted.sort_values(["score", "model"])["model"])
+            except UserError:
+                orders[name] = None    # e.g. no training dataset left at high sparsity
+        if baselines:
+            orders["overall"] = overall_order(train, models, hib)
+            orders["initial"] = initial_order(own, models, hib)
+            orders["direct"] = direct_order(tables, train, d, models, hib, seed)
+            orders["popularity"] = popularity_order(tables, models)
+        for name, order in orders.items():
+            if order is None:
+                continue
+            rows.append(_score_row(d, name, true_scores, order, reference, hib))
+        if baselines:
+            exp = metrics.random_expectation(true_scores, hib, reference, seed=seed)
+            rows.append({"dataset": d, "method": "random", "top_model": None, **exp})
+    if progress:
+        progress(len(targets), len(targets), None)
+    return pd.DataFrame(rows, columns=["dataset", "method", "top_model", "hit", "weighted_tau", "o2o", "o2b"])
+
+
+def _score_row(dataset, method, true_scores, order, reference, hib) -> dict:
+    scored = [m for m in order if m in true_scores.index]
+    return {"dataset": dataset, "method": method, "top_model": scored[0] if scored else None,
+            "hit": metrics.top_hit(true_scores, order, hib),
+            "weighted_tau": metrics.weighted_tau(true_scores, order, hib),
+            "o2o": metrics.o2o(true_scores, order, hib),
+            "o2b": metrics.o2b(true_scores, order, reference, hib)}
+
+
+def main_methods(seed: int = 0) -> dict[str, MatchAndChoose]:
+    return {"mc": MatchAndChoose(seed=seed), "mc-paper": MatchAndChoose(seed=seed, **PAPER_PRESET)}
+
+
+def evaluate(zoo: str | None = None, studies: tuple[str, ...] = (), seed: int = 0,
+             sparsity_levels: tuple[float, ...] = tuple(np.round(np.arange(0, 1.0, 0.1), 1)),
+             sparsity_seeds: int = 5, progress=None) -> Evaluation:
+    """The main table (M&C, the paper's preset and every baseline) plus the requested studies."""
+    unknown = [s for s in studies if s not in STUDIES]
+    if unknown:
+        raise UserError(f"unknown study {unknown[0]!r}; choose from {', '.join(STUDIES)}")
+    tables = ZooTables.load(Zoo.open(zoo))
+    targets = eligible_datasets(tables.records)
+    if len(targets) < 2:
+        raise UserError("evaluation needs at least two datasets with two or more scored models each")
+    start = time.perf_counter()
+    per = leave_one_dataset_out(tables, main_methods(seed), seed=seed, progress=progress)
+    result = Evaluation(metric=tables.metric, higher_is_better=tables.higher_is_better, datasets=targets,
+                        per_dataset=per, summary=metrics.summarize(per), seconds=0.0)
+    for study in studies:
+        result.studies[study] = STUDY_RUNNERS[study](tables, seed=seed, levels=sparsity_levels,
+                                                     n_seeds=sparsity_seeds, progress=progress)
+    result.seconds = time.perf_counter() - start
+    return result
+
+
+# -- studies ----------------------------------------------------------------------------------------
+
+def sparsity_study(tables: ZooTables, seed: int = 0, levels=(0.0, 0.3, 0.6, 0.9), n_seeds: int = 5,
+                   progress=None, **_) -> pd.DataFrame:
+    """Fig. 6: remove a fraction of the model–dataset edges at random, several seeds."""
+    rows = []
+    # The random baseline does not depend on what is removed: one expectation per dataset.
+    hib = tables.higher_is_better
+    reference = metrics.best_on_average(tables.records, hib)
+    rand = pd.DataFrame([{"dataset": d, "method": "random", **metrics.random_expectation(
+        tables.records[tables.records.dataset == d].groupby("model")["score"].mean(), hib, reference, seed=seed)}
+        for d in eligible_datasets(tables.records)])
+    rand_summary = metrics.summarize(rand).iloc[0]
+    done, total = 0, len(levels) * n_seeds
+    for level in levels:
+        for s in range(n_seeds):
+            rng = np.random.default_rng(seed * 1000 + s)
+            keep = rng.random(len(tables.records)) >= level
+            per = leave_one_dataset_out(tables, {"mc": MatchAndChoose(seed=s)}, baselines=False,
+                                        records=tables.records[keep], seed=s)
+            summ = metrics.summarize(per)
+            row = summ.iloc[0] if len(summ) else None
+            rows.append({"removed_fraction": float(level), "seed": s, "method": "mc",
+                         "osr": float(row.osr) if row is not None else np.nan,
+                         "weighted_tau": float(row.weighted_tau) if row is not None else np.nan,
+                         "n_datasets": int(row.n_datasets) if row is not None else 0})
+            rows.append({"removed_fraction": float(level), "seed": s, "method": "random",
+                         "osr": float(rand_summary.osr), "weighted_tau": float(rand_summary.weighted_tau),
+                         "n_datasets": int(rand_summary.n_datasets)})
+            done += 1
+            if progress:
+                progress(done, total, f"sparsity {level:.1f}")
+    return pd.DataFrame(rows)
+
+
+def ablation_study(tables: ZooTables, seed: int = 0, **_) -> pd.DataFrame:
+    """Table 4: model/dataset features only, graph embeddings only, both."""
+    methods = {"features only": MatchAndChoose(seed=seed, use_graph=False),
+               "graph only": MatchAndChoose(seed=seed, use_features=False),
+               "both": MatchAndChoose(seed=seed)}
+    return metrics.summarize(leave_one_dataset_out(tables, methods, baselines=False, seed=seed))
+
+
+def predictor_study(tables: ZooTables, seed: int = 0, **_) -> pd.DataFrame:
+    """Table 7: the predictor swapped under the same inputs."""
+    from hubselect.ranker import PREDICTORS
+    methods = {name: MatchAndChoose(seed=seed, predictor=name) for name in PREDICTORS}
+    return metrics.summarize(leave_one_dataset_out(tables, methods, baselines=False, seed=seed))
+
+
+def metric_study(tables: ZooTables, seed: int = 0, **_) -> pd.DataFrame:
+    """Table 5: the same protocol once per quality metric, for records that carry several.
+
+    Records name their metric in a ``metric`` column; each metric is evaluated on its own rows.
+    """
+    if "metric" not in tables.records.columns or tables.records["metric"].nunique() < 2:
+        return pd.DataFrame(columns=["metric", "method", "osr", "weighted_tau", "o2b", "o2o", "n_datasets"])
+    out = []
+    for name, recs in tables.records.groupby("metric"):
+        sub = ZooTables(**{**tables.__dict__, "records": recs.drop(columns=["metric"])})
+        summ = metrics.summarize(leave_one_dataset_out(sub, {"mc": MatchAndChoose(seed=seed)}, baselines=False,
+                                                       seed=seed))
+        summ.insert(0, "metric", name)
+        out.append(summ)
+    return pd.concat(out, ignore_index=True)
+
+
+STUDY_RUNNERS = {"sparsity": sparsity_study, "ablation": ablation_study, "predictors": predictor_study,
+                 "metrics": metric_study}
+
+
+# -- report -----------------------------------------------------------------------------------------
+
+def markdown_table(summary: pd.DataFrame, title: str | None = None) -> str:
+    """A table like the paper's Table 3."""
+    lines = [f"**{title}**", ""] if title else []
+    lines += ["| method | OSR ↑ | weighted τ ↑ | O2B ↓ | O2O ↓ | datasets |", "|---|---|---|---|---|---|"]
+    for r in summary.itertuples():
+        lines.append(f"| {r.method} | {100 * r.osr:.1f} % | {r.weighted_tau:.3f} | {r.o2b:.4g} | {r.o2o:.4g} "
+                     f"| {int(r.n_datasets)} |")
+    return "\n".join(lines)
