@@ -280,3 +280,51 @@ def markdown_table(summary: pd.DataFrame, title: str | None = None) -> str:
         lines.append(f"| {r.method} | {100 * r.osr:.1f} % | {r.weighted_tau:.3f} | {r.o2b:.4g} | {r.o2o:.4g} "
                      f"| {int(r.n_datasets)} |")
     return "\n".join(lines)
+
+
+def frame_to_markdown(df: pd.DataFrame, digits: int = 3) -> str:
+    def cell(v):
+        if isinstance(v, float):
+            return "" if np.isnan(v) else f"{v:.{digits}f}"
+        return str(v)
+    lines = ["| " + " | ".join(map(str, df.columns)) + " |", "|" + "---|" * len(df.columns)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in df.itertuples(index=False)]
+    return "\n".join(lines)
+
+
+def sparsity_table(table: pd.DataFrame) -> pd.DataFrame:
+    """Mean and standard deviation over seeds per removed fraction and method."""
+    agg = table.groupby(["removed_fraction", "method"]).agg(
+        osr_mean=("osr", "mean"), osr_std=("osr", "std"), tau_mean=("weighted_tau", "mean"),
+        tau_std=("weighted_tau", "std"), seeds=("seed", "nunique")).reset_index()
+    return agg
+
+
+def write_report(result: Evaluation, folder, zoo_dir=None) -> list:
+    """CSV files, a markdown report and PNG plots of an evaluation."""
+    from pathlib import Path
+
+    from hubselect import plots
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    result.per_dataset.to_csv(folder / "per_dataset.csv", index=False)
+    result.summary.to_csv(folder / "summary.csv", index=False)
+    written += [folder / "per_dataset.csv", folder / "summary.csv"]
+    report = [markdown_table(result.summary, f"Leave-one-dataset-out over {len(result.datasets)} datasets "
+                                             f"({result.metric})")]
+    for name, table in result.studies.items():
+        table.to_csv(folder / f"study_{name}.csv", index=False)
+        written.append(folder / f"study_{name}.csv")
+        if name == "sparsity":
+            report.append(f"**sparsity**\n\n{frame_to_markdown(sparsity_table(table))}")
+            written.append(plots.plot_sparsity(table, folder / "sparsity.png"))
+        elif len(table):
+            report.append(markdown_table(table, name) if "metric" not in table.columns
+                          else f"**{name}**\n\n{frame_to_markdown(table)}")
+    (folder / "report.md").write_text("\n\n".join(report) + "\n")
+    written.append(folder / "report.md")
+    tables = ZooTables.load(Zoo.open(zoo_dir))
+    written.append(plots.plot_score_heatmap(tables.records, tables.higher_is_better, folder / "scores_heatmap.png"))
+    written.append(plots.plot_method_bars(result.summary, folder / "methods.png"))
+    return written

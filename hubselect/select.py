@@ -145,7 +145,8 @@ class MatchAndChoose:
     def __init__(self, predictor: str = "catboost", dim: int = 32, num_walks: int = 10, walk_length: int = 20,
                  p: float = 1.0, q: float = 1.0, epochs: int = 5, subsample: float = 0.0, n_classes: int = 10,
                  use_features: bool = True, use_graph: bool = True, knn: int | None = None,
-                 edge_features: str = "proximity", probe_components: int | None = 16, seed: int = 0):
+                 edge_features: str = "proximity", probe_components: int | None = 16,
+                 rank_features: bool = True, seed: int = 0):
         self.predictor = predictor
         self.dim = dim
         self.num_walks = num_walks
@@ -168,6 +169,10 @@ class MatchAndChoose:
         # leading principal components carry what tells datasets apart, at a fraction of the
         # predictor's cost. None keeps the raw vector (the paper's).
         self.probe_components = probe_components
+        # The model's record so far: its mean rank on the other datasets and the same mean weighted
+        # by how close those datasets are. Computed leaving the row's own dataset out, so that
+        # training rows see what a new dataset sees.
+        self.rank_features = rank_features
         self.seed = seed
 
     def rank(self, tables: ZooTables, target: str, train_records: pd.DataFrame,
@@ -212,6 +217,9 @@ class MatchAndChoose:
                                                      all_datasets))
             emb = self._embed(train, distances, tables.higher_is_better, models, all_datasets)
             blocks_target.append(_proximity(emb, models, target))
+        if self.rank_features:
+            blocks_train.append(_record_features(train, distances, list(train["model"]), list(train["dataset"])))
+            blocks_target.append(_record_features(train, distances, models, [target] * len(models)))
         X_train = np.hstack(blocks_train)
         X_target = np.hstack(blocks_target)
         n_classes = max(2, min(self.n_classes, int(train.groupby("dataset").size().max())))
@@ -253,6 +261,51 @@ class MatchAndChoose:
 
 
 EDGE_FEATURES = ("proximity", "hadamard")
+
+
+def _record_features(train: pd.DataFrame, distances: pd.DataFrame, models: list[str],
+                     datasets: list[str]) -> np.ndarray:
+    """Per (model, dataset) row: the model's mean normalised rank on the *other* training datasets,
+    the same mean weighted by closeness to the row's dataset, and the number of datasets behind it.
+
+    Closeness is ``exp(-d / median d)`` of the profile distance; datasets without a known distance
+    get the smallest weight seen, so the weighted mean falls back towards the plain one.
+    """
+    from hubselect.graph import distance_to_weight
+    u = train.pivot_table(index="model", columns="dataset", values="u")           # models x datasets
+    cols = list(u.columns)
+    col_index = {d: i for i, d in enumerate(cols)}
+    U = u.to_numpy()
+    have = ~np.isnan(U)
+    Uz = np.where(have, U, 0.0)
+    row_index = {m: i for i, m in enumerate(u.index)}
+    # closeness between every dataset that appears in a row and every training dataset
+    W = {}
+    if len(distances):
+        w = distance_to_weight(distances["distance"].to_numpy(dtype=float))
+        for a, b, x in zip(distances["dataset_a"], distances["dataset_b"], w):
+            W[(a, b)] = W[(b, a)] = x
+    floor = min(W.values()) if W else 1.0
+    out = np.full((len(models), 3), np.nan)
+    cache: dict[str, np.ndarray] = {}
+    for k, (m, d) in enumerate(zip(models, datasets)):
+        i = row_index.get(m)
+        if i is None:
+            out[k, 2] = 0
+            continue
+        if d not in cache:
+            weights = np.array([W.get((d, c), floor) for c in cols])
+            if d in col_index:
+                weights[col_index[d]] = 0.0          # leave the row's own dataset out
+            cache[d] = weights
+        weights = cache[d]
+        mask = have[i] & (weights > 0)
+        n = int(mask.sum())
+        out[k, 2] = n
+        if n:
+            out[k, 0] = Uz[i, mask].mean()
+            out[k, 1] = (Uz[i, mask] * weights[mask]).sum() / weights[mask].sum()
+    return out
 
 
 def compress_probe_columns(datasets: pd.DataFrame, probe: str | None, k: int) -> pd.DataFrame:
