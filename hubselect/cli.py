@@ -89,7 +89,9 @@ def rank(
     zoo: Optional[Path] = ZooOption,
     probe: Optional[str] = typer.Option(None, "--probe", help="Dataset probe (default: the zoo's, clip)."),
     holdout: bool = typer.Option(False, "--holdout", help="Ignore the dataset's own records and predict all models."),
-    predictor: str = typer.Option("catboost", "--predictor", help="catboost (the paper's), rf, mlp or svc."),
+    predictor: str = typer.Option("yetirank", "--predictor",
+                                  help="yetirank (default), catboost (the paper's rank classifier), regressor, "
+                                       "xgboost, rf, mlp or svc."),
     download: Optional[Path] = typer.Option(None, "--download", file_okay=False,
                                             help="Download the top pipeline (safetensors, configs) into DIR."),
     n: int = typer.Option(1000, "--n", min=2, help="Images sampled to profile a new dataset."),

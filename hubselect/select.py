@@ -142,7 +142,7 @@ class MatchAndChoose:
     Parameters are visible and nothing happens in the constructor.
     """
 
-    def __init__(self, predictor: str = "catboost", dim: int = 32, num_walks: int = 10, walk_length: int = 20,
+    def __init__(self, predictor: str = "yetirank", dim: int = 32, num_walks: int = 10, walk_length: int = 20,
                  p: float = 1.0, q: float = 1.0, epochs: int = 5, subsample: float = 0.0, n_classes: int = 10,
                  use_features: bool = True, use_graph: bool = True, knn: int | None = None,
                  edge_features: str = "proximity", probe_components: int | None = 16,
@@ -268,10 +268,11 @@ def _record_features(train: pd.DataFrame, distances: pd.DataFrame, models: list[
     """Per (model, dataset) row: the model's mean normalised rank on the *other* training datasets,
     the same mean weighted by closeness to the row's dataset, and the number of datasets behind it.
 
-    Closeness is ``exp(-d / median d)`` of the profile distance; datasets without a known distance
-    get the smallest weight seen, so the weighted mean falls back towards the plain one.
+    Closeness is ``exp(-d / s)`` of the profile distance, with ``s`` the median over datasets of
+    the distance to their nearest neighbour: a dataset's close neighbours dominate its average,
+    far ones barely count (the median of all distances would make everything look alike). Pairs
+    without a known distance get the smallest weight seen.
     """
-    from hubselect.graph import distance_to_weight
     u = train.pivot_table(index="model", columns="dataset", values="u")           # models x datasets
     cols = list(u.columns)
     col_index = {d: i for i, d in enumerate(cols)}
@@ -282,7 +283,12 @@ def _record_features(train: pd.DataFrame, distances: pd.DataFrame, models: list[
     # closeness between every dataset that appears in a row and every training dataset
     W = {}
     if len(distances):
-        w = distance_to_weight(distances["distance"].to_numpy(dtype=float))
+        dist = distances["distance"].to_numpy(dtype=float)
+        both = pd.concat([distances[["dataset_a", "distance"]].rename(columns={"dataset_a": "d"}),
+                          distances[["dataset_b", "distance"]].rename(columns={"dataset_b": "d"})])
+        nearest = both[both["distance"] > 0].groupby("d")["distance"].min()
+        scale = float(nearest.median()) if len(nearest) else 1.0
+        w = np.maximum(np.exp(-dist / scale), 1e-12)
         for a, b, x in zip(distances["dataset_a"], distances["dataset_b"], w):
             W[(a, b)] = W[(b, a)] = x
     floor = min(W.values()) if W else 1.0
@@ -366,7 +372,7 @@ def cold_start_ranking(tables: ZooTables) -> list[RankedModel]:
 
 
 def rank(dataset: str, zoo: str | Path | None = None, top: int | None = None, probe: str | None = None,
-         holdout: bool = False, predictor: str = "catboost", seed: int = 0, n: int = 1000,
+         holdout: bool = False, predictor: str = "yetirank", seed: int = 0, n: int = 1000,
          image_column: str | None = None, caption_column: str | None = None, split: str | None = None,
          progress=None, method: MatchAndChoose | None = None) -> Ranking:
     """Rank the zoo's models for ``dataset`` (a dataset the zoo knows, a Hub dataset ID or a folder)."""
