@@ -6,7 +6,9 @@ are removed from the graph and from the training rows, and its ranking is predic
 the metrics of :mod:`hubselect.metrics` (OSR, weighted Kendall τ, O2B, O2O).
 
 Methods
-    mc          Match & Choose as hubselect implements it (defaults of :class:`MatchAndChoose`)
+    mc          Match & Choose as hubselect implements it (defaults of :class:`MatchAndChoose`): model and
+                dataset features plus the matching graph's record features, YetiRank
+    mc-node2vec the same plus node2vec+ proximity features (ablation study)
     mc-paper    the paper's configuration: node2vec+ with pecanpy's word2vec defaults (one epoch,
                 subsampling 1e-3), the element-wise product as edge embedding, raw probe vectors,
                 CatBoost classifier over ranks
@@ -32,8 +34,9 @@ from hubselect.ranker import TabularEncoder, normalized_ranks
 from hubselect.select import MatchAndChoose, ZooTables, dataset_feature_table
 from hubselect.zoo import Zoo
 
-PAPER_PRESET = dict(edge_features="hadamard", probe_components=None, epochs=1, subsample=1e-3,
-                    predictor="catboost")
+PAPER_PRESET = dict(use_graph=True, rank_features=False, edge_features="hadamard", probe_components=None,
+                    epochs=1, subsample=1e-3, predictor="catboost")
+NODE2VEC_PRESET = dict(use_graph=True)
 STUDIES = ("sparsity", "ablation", "predictors", "metrics")
 
 
@@ -236,9 +239,11 @@ def sparsity_study(tables: ZooTables, seed: int = 0, levels=(0.0, 0.3, 0.6, 0.9)
 
 def ablation_study(tables: ZooTables, seed: int = 0, **_) -> pd.DataFrame:
     """Table 4: model/dataset features only, graph embeddings only, both."""
-    methods = {"features only": MatchAndChoose(seed=seed, use_graph=False),
-               "graph only": MatchAndChoose(seed=seed, use_features=False),
-               "both": MatchAndChoose(seed=seed)}
+    methods = {"features only": MatchAndChoose(seed=seed, rank_features=False),
+               "graph only": MatchAndChoose(seed=seed, use_features=False, **NODE2VEC_PRESET),
+               "both": MatchAndChoose(seed=seed, **NODE2VEC_PRESET),
+               "default (features + record features)": MatchAndChoose(seed=seed),
+               "paper": MatchAndChoose(seed=seed, **PAPER_PRESET)}
     return metrics.summarize(leave_one_dataset_out(tables, methods, baselines=False, seed=seed))
 
 

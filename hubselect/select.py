@@ -144,7 +144,7 @@ class MatchAndChoose:
 
     def __init__(self, predictor: str = "yetirank", dim: int = 32, num_walks: int = 10, walk_length: int = 20,
                  p: float = 1.0, q: float = 1.0, epochs: int = 5, subsample: float = 0.0, n_classes: int = 10,
-                 use_features: bool = True, use_graph: bool = True, knn: int | None = None,
+                 use_features: bool = True, use_graph: bool = False, knn: int | None = None,
                  edge_features: str = "proximity", probe_components: int | None = 16,
                  rank_features: bool = True, seed: int = 0):
         self.predictor = predictor
@@ -263,15 +263,36 @@ class MatchAndChoose:
 EDGE_FEATURES = ("proximity", "hadamard")
 
 
+def _closeness(distances: pd.DataFrame) -> list[dict]:
+    """Pairwise closeness ``exp(-d / s)`` at two scales: ``s`` = the median distance of a dataset to
+    its nearest neighbour (only close neighbours count) and ``s`` = the median of all distances
+    (a broad neighbourhood). Which one carries the signal depends on the zoo, so both are given.
+    """
+    if not len(distances):
+        return [{}, {}]
+    dist = distances["distance"].to_numpy(dtype=float)
+    both = pd.concat([distances[["dataset_a", "distance"]].rename(columns={"dataset_a": "d"}),
+                      distances[["dataset_b", "distance"]].rename(columns={"dataset_b": "d"})])
+    positive = both[both["distance"] > 0]
+    nearest = positive.groupby("d")["distance"].min()
+    scales = [float(nearest.median()) if len(nearest) else 1.0,
+              float(positive["distance"].median()) if len(positive) else 1.0]
+    out = []
+    for scale in scales:
+        w = np.maximum(np.exp(-dist / scale), 1e-12)
+        table = {}
+        for a, b, x in zip(distances["dataset_a"], distances["dataset_b"], w):
+            table[(a, b)] = table[(b, a)] = x
+        out.append(table)
+    return out
+
+
 def _record_features(train: pd.DataFrame, distances: pd.DataFrame, models: list[str],
                      datasets: list[str]) -> np.ndarray:
     """Per (model, dataset) row: the model's mean normalised rank on the *other* training datasets,
-    the same mean weighted by closeness to the row's dataset, and the number of datasets behind it.
-
-    Closeness is ``exp(-d / s)`` of the profile distance, with ``s`` the median over datasets of
-    the distance to their nearest neighbour: a dataset's close neighbours dominate its average,
-    far ones barely count (the median of all distances would make everything look alike). Pairs
-    without a known distance get the smallest weight seen.
+    the same mean weighted by closeness to the row's dataset at two scales (:func:`_closeness`),
+    and the number of datasets behind them. Pairs without a known distance get the smallest
+    weight seen, so the weighted means fall back towards the plain one.
     """
     u = train.pivot_table(index="model", columns="dataset", values="u")           # models x datasets
     cols = list(u.columns)
@@ -280,37 +301,32 @@ def _record_features(train: pd.DataFrame, distances: pd.DataFrame, models: list[
     have = ~np.isnan(U)
     Uz = np.where(have, U, 0.0)
     row_index = {m: i for i, m in enumerate(u.index)}
-    # closeness between every dataset that appears in a row and every training dataset
-    W = {}
-    if len(distances):
-        dist = distances["distance"].to_numpy(dtype=float)
-        both = pd.concat([distances[["dataset_a", "distance"]].rename(columns={"dataset_a": "d"}),
-                          distances[["dataset_b", "distance"]].rename(columns={"dataset_b": "d"})])
-        nearest = both[both["distance"] > 0].groupby("d")["distance"].min()
-        scale = float(nearest.median()) if len(nearest) else 1.0
-        w = np.maximum(np.exp(-dist / scale), 1e-12)
-        for a, b, x in zip(distances["dataset_a"], distances["dataset_b"], w):
-            W[(a, b)] = W[(b, a)] = x
-    floor = min(W.values()) if W else 1.0
-    out = np.full((len(models), 3), np.nan)
-    cache: dict[str, np.ndarray] = {}
+    tables = _closeness(distances)
+    floors = [min(t.values()) if t else 1.0 for t in tables]
+    out = np.full((len(models), 2 + len(tables)), np.nan)
+    cache: dict[str, list[np.ndarray]] = {}
     for k, (m, d) in enumerate(zip(models, datasets)):
         i = row_index.get(m)
+        out[k, -1] = 0
         if i is None:
-            out[k, 2] = 0
             continue
         if d not in cache:
-            weights = np.array([W.get((d, c), floor) for c in cols])
-            if d in col_index:
-                weights[col_index[d]] = 0.0          # leave the row's own dataset out
-            cache[d] = weights
-        weights = cache[d]
-        mask = have[i] & (weights > 0)
+            cache[d] = []
+            for table, floor in zip(tables, floors):
+                weights = np.array([table.get((d, c), floor) for c in cols])
+                if d in col_index:
+                    weights[col_index[d]] = 0.0          # leave the row's own dataset out
+                cache[d].append(weights)
+        own = np.ones(len(cols))
+        if d in col_index:
+            own[col_index[d]] = 0.0
+        mask = have[i] & (own > 0)
         n = int(mask.sum())
-        out[k, 2] = n
+        out[k, -1] = n
         if n:
             out[k, 0] = Uz[i, mask].mean()
-            out[k, 1] = (Uz[i, mask] * weights[mask]).sum() / weights[mask].sum()
+            for j, weights in enumerate(cache[d]):
+                out[k, 1 + j] = (Uz[i, mask] * weights[mask]).sum() / weights[mask].sum()
     return out
 
 

@@ -49,7 +49,8 @@ def test_mc_recovers_planted_structure_and_beats_overall_and_random(planted):
     # every held-out dataset is scored once per method, and hits mean zero loss
     per = result.per_dataset
     assert per.groupby("method").size().eq(10).all()
-    assert ((per["o2o"] == 0) == per["hit"]).all()
+    chosen = per[per.method != "random"]          # random's rows are expectations, not one choice
+    assert ((chosen["o2o"] == 0) == chosen["hit"].astype(bool)).all()
 
 
 def test_metric_direction_does_not_change_the_conclusions(planted):
@@ -83,7 +84,7 @@ def test_studies_run_and_sparsity_degrades(planted):
     mean = sparse[sparse.method == "mc"].groupby("removed_fraction")["weighted_tau"].mean()
     assert mean[0.0] > mean[0.8]
     result = evaluate(root / "acc", studies=("ablation", "predictors"))
-    assert list(result.studies["ablation"]["method"]) == ["features only", "graph only", "both"]
+    assert list(result.studies["ablation"]["method"])[:3] == ["features only", "graph only", "both"]
     assert {"catboost", "yetirank", "rf", "xgboost", "svc", "mlp"} <= set(result.studies["predictors"]["method"])
 
 
