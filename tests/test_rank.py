@@ -181,3 +181,25 @@ def test_download_fetches_one_safetensors_variant_and_never_code(hub_server, tmp
     from diffusers import UNet2DConditionModel
     unet = UNet2DConditionModel.from_pretrained(out_dir / "unet")      # loads from safetensors
     assert sum(p.numel() for p in unet.parameters()) == sum(p.numel() for p in comps["unet"].parameters())
+
+
+def test_rank_of_unusable_new_datasets_is_a_one_line_error(hub_server, tmp_path):
+    """Unknown Hub dataset, gated dataset without token, folder with no image: exit 2, zoo untouched."""
+    zoo = tmp_path / "zoo"
+    make_synthetic_zoo(n_models=4, n_datasets=6).write(zoo)
+    (zoo / "zoo.json").write_text(json.dumps({"format": 1, "metric": "m", "higher_is_better": True,
+                                              "probe": "efficientnet"}))
+    make_repo(hub_server.root, "someone/gated-images", {"data/a.txt": "x"}, repo_type="dataset",
+              meta={"gated": "manual"})
+    empty = tmp_path / "no-images"
+    empty.mkdir()
+    (empty / "notes.txt").write_text("nothing to see")
+    before = {p: p.read_bytes() for p in zoo.rglob("*") if p.is_file()}
+    for target, needle in (("someone/no-such-dataset", "no-such-dataset"),
+                           ("someone/gated-images", "gated"),
+                           (str(empty), "image")):
+        res = run_cli("rank", target, "--zoo", str(zoo), env={"HUBSELECT_HUB_RETRIES": "0"})
+        assert res.returncode == 2, (target, res.stderr)
+        lines = res.stderr.strip().splitlines()
+        assert len(lines) == 1 and needle in lines[0].lower(), (target, lines)
+    assert {p: p.read_bytes() for p in zoo.rglob("*") if p.is_file()} == before
