@@ -261,6 +261,10 @@ def _billions(n) -> str:
 def main() -> None:
     """Entry point: run the app, turning every user-facing failure into one line and exit 2."""
     logging.basicConfig(level=logging.WARNING, format="hubselect: %(message)s")
+    # Library advice (convergence, deprecations) is for developers, not for a ranking's reader.
+    import warnings
+    for module in ("sklearn", "catboost", "xgboost", "datasets", "transformers", "diffusers", "torch"):
+        warnings.filterwarnings("ignore", module=module)
     # huggingface_hub resets its logger's level when imported: import it first, then quiet it.
     # Its retry warnings would repeat what our own retry layer reports.
     from huggingface_hub.utils import logging as hf_logging
