@@ -3,10 +3,12 @@
 1. The matching graph holds every model and dataset of the zoo; model–dataset edges come from the
    fine-tuning records, dataset–dataset edges from profile distances. The target dataset enters
    with its dataset–dataset edges only (its records are left out when it is held out or new).
-2. node2vec+ embeds the graph; the embedding of an edge (m, d) is the element-wise product of
-   the two node vectors.
+2. Graph evidence per (model, dataset): by default the "record features", the graph's two-hop
+   evidence computed exactly (the model's mean rank on the other datasets, weighted by their
+   closeness); optionally node2vec+ embeddings (``use_graph=True``): the paper's element-wise
+   product of node vectors, or basis-free proximity features from as-new embeddings.
 3. A predictor learns each model's normalised rank on each dataset from
-   [model features, dataset features, edge embedding], then predicts it for the target.
+   [model features, dataset features, graph evidence], then predicts it for the target.
 
 A zoo without records is a cold start: the paper's published average ranking is returned for
 the models it covers, labelled as such.
