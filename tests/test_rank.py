@@ -7,15 +7,13 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from hubselect import rank as api_rank
-from hubselect.errors import UserError
-from hubselect.hub import HubClient, pipeline_files
+from hubselect.hub import pipeline_files
 from hubselect.prior import prior_position
 from hubselect.select import MatchAndChoose
 from hubselect.synthetic import make_synthetic_zoo
