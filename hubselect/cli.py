@@ -190,6 +190,27 @@ def evaluate(
     typer.echo(f"\n{result.seconds:.1f} s" + (f"; files in {plots}" if plots else ""))
 
 
+@app.command()
+def sync(
+    repo: Optional[str] = typer.Option(None, "--repo",
+                                       help="Edge dataset repo ID (default: $HUBSELECT_EDGES_REPO, "
+                                            "else hubselect/t2i-finetuning-records)."),
+    zoo: Optional[Path] = ZooOption,
+    json_out: bool = JsonOption,
+):
+    """Pull the shared edge dataset (fine-tuning records and dataset profiles) into the zoo."""
+    from hubselect.edges import pull
+    from hubselect.zoo import default_zoo_dir
+
+    summary = pull(repo, zoo if zoo is not None else default_zoo_dir())
+    if json_out:
+        typer.echo(json.dumps(summary, indent=2))
+        return
+    typer.echo(f"synced {summary['repo']} into {summary['zoo']}: {summary['records_added']} new record(s) "
+               f"({summary['records_total']} in all), {summary['profiles_added']} new profile(s)"
+               + (f", {summary['skipped']} unreadable file(s) skipped" if summary["skipped"] else ""))
+
+
 @app.command("zoo")
 def zoo_list(zoo: Optional[Path] = ZooOption, json_out: bool = JsonOption):
     """List the zoo's models: parameters, TFLOPs per image, license, fine-tuning records."""

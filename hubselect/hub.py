@@ -201,6 +201,37 @@ class HubClient:
         return self.fetch_bytes(repo_id, filename, revision=revision).decode("utf-8", errors="replace")
 
 
+    # -- writes (the shared edge dataset) ---------------------------------------------------------
+    def create_repo(self, repo_id: str, repo_type: str = "dataset", exist_ok: bool = True,
+                    private: bool = False) -> None:
+        """Create a repo (nothing happens when it exists and ``exist_ok``); needs a write token."""
+        self._call(f"{repo_id}: create repo", lambda: self.api.create_repo(
+            repo_id, repo_type=repo_type, exist_ok=exist_ok, private=private))
+
+    def list_repo_files(self, repo_id: str, repo_type: str = "dataset", revision: str | None = None) -> list[str]:
+        """Every file path of a repo at ``revision`` (default: the head of main)."""
+        def run():
+            if is_offline():
+                raise hf_errors.OfflineModeIsEnabled("HF_HUB_OFFLINE is set")
+            return sorted(self.api.list_repo_files(repo_id, repo_type=repo_type, revision=revision))
+        return self._call(f"{repo_id}: list files", run)
+
+    def upload_files(self, repo_id: str, files: dict[str, bytes], repo_type: str = "dataset",
+                     message: str = "Upload files", parent_commit: str | None = None) -> str:
+        """Add ``files`` ({path in repo: content}) in ONE commit; returns the new commit id.
+
+        With ``parent_commit``, the Hub refuses the commit (HTTP 412, reason ``http_412``) when the
+        branch has moved on since, so that a caller can re-read the repo and try again.
+        """
+        from huggingface_hub import CommitOperationAdd
+
+        def run():
+            ops = [CommitOperationAdd(path_in_repo=path, path_or_fileobj=data) for path, data in files.items()]
+            info = self.api.create_commit(repo_id, operations=ops, commit_message=message, repo_type=repo_type,
+                                          parent_commit=parent_commit)
+            return info.oid
+        return self._call(f"{repo_id}: commit", run)
+
     def download_pipeline(self, repo_id: str, local_dir: str | os.PathLike, variant: str | None = None) -> list[str]:
         """Download what a diffusers pipeline needs to run, and nothing else.
 
