@@ -129,8 +129,9 @@ def _catboost_classifier(seed: int, iterations: int = 300):
 
 class CatBoostRankObjective:
     """CatBoost on the normalised rank directly: YetiRank (a ranking loss over each dataset's
-    models) or RMSE regression. One output instead of one per rank class, so about ten times faster
-    than the classifier; the confidence is how far the prediction sits from the middle of the zoo.
+    models) or RMSE regression. One output instead of one per rank class: measured on 1300 rows,
+    300 trees take 0.8 s (YetiRank) and 0.23 s (RMSE) against 1.4 s for the classifier. The
+    confidence is how far the prediction sits from the middle of the zoo, |2u - 1|.
     """
 
     def __init__(self, loss: str, seed: int, iterations: int = 300):
