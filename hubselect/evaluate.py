@@ -30,7 +30,8 @@ import pandas as pd
 
 from hubselect import metrics
 from hubselect.errors import UserError
-from hubselect.ranker import TabularEncoder, normalized_ranks
+from hubselect.metrics import normalized_rank
+from hubselect.ranker import TabularEncoder
 from hubselect.select import MatchAndChoose, ZooTables, dataset_feature_table
 from hubselect.zoo import Zoo
 
@@ -50,7 +51,7 @@ def eligible_datasets(records: pd.DataFrame) -> list[str]:
 def overall_order(train: pd.DataFrame, models: list[str], higher_is_better: bool) -> list[str]:
     """Models by mean normalised rank on the training datasets; unseen models last."""
     t = train.copy()
-    t["u"] = t.groupby("dataset")["score"].transform(lambda s: normalized_ranks(s, higher_is_better))
+    t["u"] = t.groupby("dataset")["score"].transform(lambda s: normalized_rank(s, higher_is_better))
     mean_u = t.groupby("model")["u"].mean()
     return sorted(models, key=lambda m: (mean_u.get(m, np.inf), m))
 
@@ -80,7 +81,7 @@ def direct_order(tables: ZooTables, train: pd.DataFrame, target: str, models: li
         return None
     enc = TabularEncoder("dataset").fit(features)
     t = train.copy()
-    t["u"] = t.groupby("dataset")["score"].transform(lambda s: normalized_ranks(s, higher_is_better))
+    t["u"] = t.groupby("dataset")["score"].transform(lambda s: normalized_rank(s, higher_is_better))
     Y = t.pivot_table(index="dataset", columns="model", values="u").reindex(columns=models).fillna(0.5)
     if len(Y) < 2:
         return None

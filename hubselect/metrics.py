@@ -114,8 +114,8 @@ def normalized_rank(scores: pd.Series, higher_is_better: bool) -> pd.Series:
     """Rank of each model on one dataset scaled to [0, 1], 0 = best, 1 = worst.
 
     ``(rank - 1) / (n - 1)`` with ties sharing their average rank; a single model gets 0. This is
-    the same scale as ``hubselect.ranker.normalized_ranks``: datasets with different score
-    scales and different numbers of scored models count equally.
+    the scale the predictors learn (``hubselect.select``): datasets with different score scales
+    and different numbers of scored models count equally.
     """
     g = goodness(pd.Series(scores).dropna(), higher_is_better)
     n = len(g)

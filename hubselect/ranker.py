@@ -65,13 +65,6 @@ class TabularEncoder:
         return np.column_stack(cols) if cols else np.zeros((len(ids), 0))
 
 
-def normalized_ranks(scores: pd.Series, higher_is_better: bool) -> pd.Series:
-    """u in [0, 1] per model of one dataset, 0 = best; ties share their mean rank."""
-    ranks = scores.rank(ascending=not higher_is_better, method="average")
-    n = len(scores)
-    return (ranks - 1) / (n - 1) if n > 1 else ranks * 0.0
-
-
 # -- predictors -------------------------------------------------------------------------------------
 
 def _bins(u: np.ndarray, n_classes: int) -> np.ndarray:

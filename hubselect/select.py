@@ -25,8 +25,10 @@ import pandas as pd
 
 from hubselect import prior
 from hubselect.errors import UserError
-from hubselect.ranker import TabularEncoder, make_predictor, normalized_ranks
+from hubselect.metrics import normalized_rank
+from hubselect.ranker import TabularEncoder, make_predictor
 from hubselect.zoo import Zoo
+from hubselect.zoo_listing import plain_value
 
 PROBE_COLUMN = re.compile(r"^(?P<probe>[A-Za-z][A-Za-z0-9-]*)_(?P<i>\d+)$")
 
@@ -196,7 +198,7 @@ class MatchAndChoose:
         if train.empty:
             raise UserError("the zoo has no dataset with at least two scored models to learn from")
         train["u"] = train.groupby("dataset")["score"].transform(
-            lambda s: normalized_ranks(s, tables.higher_is_better))
+            lambda s: normalized_rank(s, tables.higher_is_better))
 
         all_datasets = sorted(set(train["dataset"]) | {target}
                               | (set(datasets_df["dataset"]) if datasets_df is not None else set())
@@ -371,14 +373,6 @@ def _info_lookup(info: pd.DataFrame | None) -> dict[str, dict]:
     return info.set_index("model").to_dict("index")
 
 
-def _clean(v):
-    if v is None:
-        return None
-    if hasattr(v, "item"):
-        v = v.item()
-    return None if isinstance(v, float) and np.isnan(v) else v
-
-
 def cold_start_ranking(tables: ZooTables) -> list[RankedModel]:
     """The paper's published order for the models it covers, then the rest unranked."""
     models = list(tables.models["model"])
@@ -431,8 +425,8 @@ def rank(dataset: str, zoo: str | Path | None = None, top: int | None = None, pr
     for i, r in enumerate(ranked, start=1):
         r.rank = i
         meta = info.get(r.model, {})
-        r.tflops_per_image = _clean(meta.get("tflops_per_image"))
-        r.license = _clean(meta.get("license"))
+        r.tflops_per_image = plain_value(meta.get("tflops_per_image"))
+        r.license = plain_value(meta.get("license"))
     if top is not None:
         ranked = ranked[:top]
     return Ranking(dataset=dataset, zoo=str(z.path), cold_start=cold, models=ranked,
@@ -462,7 +456,7 @@ def _merge_measured(predicted: pd.DataFrame, own: pd.DataFrame, higher_is_better
     measured = own.groupby("model")["score"].mean()
     out = []
     if len(measured):
-        u = normalized_ranks(measured, higher_is_better) if len(measured) > 1 else measured * 0.0
+        u = normalized_rank(measured, higher_is_better)
         for model, score in measured.items():
             if model in set(predicted["model"]):
                 out.append(RankedModel(0, model, float(1 + u[model] * (n - 1)), None, "measured",

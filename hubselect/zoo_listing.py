@@ -7,7 +7,7 @@ import math
 from hubselect.zoo import Zoo
 
 
-def _clean(value):
+def plain_value(value):
     """pandas NaN/NA -> None and numpy scalars -> Python, for JSON."""
     if value is None:
         return None
@@ -33,13 +33,13 @@ def list_models(zoo: Zoo) -> list[dict]:
         meta = by_model.get(name, {})
         rows.append({
             "model": name,
-            "params_denoiser": _clean(meta.get("params_denoiser")),
-            "params_total": _clean(meta.get("params_total")),
-            "tflops_per_image": _clean(meta.get("tflops_per_image")),
-            "flops_complete": _clean(meta.get("flops_complete")),
-            "license": _clean(meta.get("license")),
-            "downloads": _clean(meta.get("downloads")),
-            "pipeline_class": _clean(meta.get("pipeline_class")),
+            "params_denoiser": plain_value(meta.get("params_denoiser")),
+            "params_total": plain_value(meta.get("params_total")),
+            "tflops_per_image": plain_value(meta.get("tflops_per_image")),
+            "flops_complete": plain_value(meta.get("flops_complete")),
+            "license": plain_value(meta.get("license")),
+            "downloads": plain_value(meta.get("downloads")),
+            "pipeline_class": plain_value(meta.get("pipeline_class")),
             "records": int(counts.get(name, 0)),
         })
     return rows
