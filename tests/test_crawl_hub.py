@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -16,6 +13,7 @@ from crawlers.crawl import crawl, record_path
 from hubselect.hub import HubClient
 from hubselect.zoo import Zoo
 from tests.conftest import shared_hub_fixtures_dir
+from tests import cli_helpers
 from tests.hub_server import make_repo
 from tests.tiny_pipelines import FAMILIES, checkpoint_numel, write_pipeline
 
@@ -223,11 +221,10 @@ def test_new_failing_repo_is_recorded_with_its_reason(tiny_hub, tmp_path):
 
 # -- the command line -------------------------------------------------------------------------------
 
-def run_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    full_env = {**os.environ, "HUBSELECT_HUB_RETRIES": "1", "HUBSELECT_HUB_BACKOFF": "0.01",
-                "HUBSELECT_HUB_TIMEOUT": "1", **(env or {})}
-    return subprocess.run([sys.executable, "-m", "hubselect.cli", *args], capture_output=True, text=True,
-                          env=full_env, timeout=300)
+def run_cli(*args: str, env: dict | None = None):
+    """The command line with fast retries, so fault tests stay short."""
+    fast = {"HUBSELECT_HUB_RETRIES": "1", "HUBSELECT_HUB_BACKOFF": "0.01", "HUBSELECT_HUB_TIMEOUT": "1"}
+    return cli_helpers.run_cli(*args, env={**fast, **(env or {})}, timeout=300)
 
 
 def test_cli_crawl_with_fault_exits_0_with_summary(tiny_hub, tmp_path):

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import threading
 from pathlib import Path
 
@@ -18,15 +15,13 @@ from hubselect.errors import UserError
 from hubselect.hub import HubClient
 from hubselect.profiles import Profile
 from hubselect.zoo import Zoo
+from tests.cli_helpers import run_cli
 
 REPO_ID = "hubselect/t2i-finetuning-records"
 MODELS = ["org/sd-small", "org/sd-base", "org/sd-large", "org/pixart"]
 DATASETS = ["ds/faces", "ds/cars", "ds/birds"]
 
 
-def run_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "hubselect.cli", *args], check=False, capture_output=True, text=True,
-                          env=dict(os.environ), timeout=300)
 
 
 def hub_files(hub_root: Path, prefix: str = "records/") -> list[str]:

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
 import numpy as np
 import pandas as pd
@@ -16,11 +13,9 @@ from hubselect.evaluate import evaluate, leave_one_dataset_out, sparsity_study
 from hubselect.select import MatchAndChoose, ZooTables
 from hubselect.synthetic import make_synthetic_zoo
 from hubselect.zoo import Zoo
+from tests.cli_helpers import run_cli
 
 
-def run_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "hubselect.cli", *args], capture_output=True, text=True,
-                          env={**os.environ}, timeout=900)
 
 
 @pytest.fixture(scope="module")

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
@@ -19,13 +16,11 @@ from hubselect.select import MatchAndChoose
 from hubselect.synthetic import make_synthetic_zoo
 from tests.conftest import shared_hub_fixtures_dir
 from tests.hub_server import make_repo
+from tests.cli_helpers import run_cli
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-def run_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "hubselect.cli", *args], capture_output=True, text=True,
-                          env={**os.environ, **(env or {})}, timeout=600)
 
 
 @pytest.mark.parametrize("higher_is_better", [True, False], ids=["accuracy-like", "fid-like"])

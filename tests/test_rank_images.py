@@ -3,22 +3,17 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from tests.cli_helpers import run_cli
 
 REPO = Path(__file__).resolve().parents[1]
 PROBE = "efficientnet"
 
 
-def run_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "hubselect.cli", *args], capture_output=True, text=True,
-                          env={**os.environ}, timeout=600)
 
 
 def _split(kind: str, dest: Path, parts: int) -> list[Path]:
