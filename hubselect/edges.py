@@ -259,6 +259,34 @@ def _records_frame(records: list[dict], source: str) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["model", "dataset", "score", "initial_score", *PROVENANCE_COLUMNS])
 
 
+def add_records_to_zoo(zoo, records: list[dict], source: str, replaces: Iterable[str] = ()) -> tuple[int, int]:
+    """Merge validated records into the zoo's ``records`` table by ``record_id`` (atomic write).
+
+    A record already there (same id) is replaced by the new copy, and so are the rows whose ids are
+    in ``replaces`` (a run's local record once it is published); rows without a record id (results
+    that came from elsewhere) are kept. Returns (records added, rows in the table).
+    """
+    incoming = _records_frame(records, source=source).drop_duplicates("record_id")
+    replaces = set(replaces)
+    current = zoo.read_table("records")
+    if current is None or current.empty:
+        known: set[str] = set()
+        merged = incoming
+    else:
+        current = current.copy()
+        if "record_id" not in current.columns:
+            current["record_id"] = None
+        known = set(current["record_id"].dropna().astype(str))
+        keep = current[~current["record_id"].astype(str).isin(set(incoming["record_id"]) | replaces)]
+        columns = list(dict.fromkeys([*current.columns, *incoming.columns]))
+        parts = [p.reindex(columns=columns) for p in (keep, incoming) if len(p)]
+        merged = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns)
+    added = int((~incoming["record_id"].isin(known)).sum())
+    if added or current is None or known & replaces:
+        zoo.write_table("records", merged)
+    return added, len(merged)
+
+
 def pull(repo_id: str | None = None, zoo=None, client: HubClient | None = None, workers: int = 8) -> dict:
     """Pull the edge dataset's records and profiles into ``zoo`` (a :class:`Zoo` or a directory).
 
@@ -317,24 +345,7 @@ def pull(repo_id: str | None = None, zoo=None, client: HubClient | None = None, 
                 skipped += 1
 
     target = zoo if isinstance(zoo, Zoo) else Zoo.open(zoo, create=True)
-    pulled = _records_frame(records, source=f"hub:{repo_id}").drop_duplicates("record_id")
-    current = target.read_table("records")
-    if current is None or current.empty:
-        known: set[str] = set()
-        merged = pulled
-    else:
-        current = current.copy()
-        if "record_id" not in current.columns:
-            current["record_id"] = None
-        known = set(current["record_id"].dropna().astype(str))
-        keep = current[~current["record_id"].astype(str).isin(set(pulled["record_id"]))]
-        columns = list(dict.fromkeys([*current.columns, *pulled.columns]))
-        parts = [p.reindex(columns=columns) for p in (keep, pulled) if len(p)]
-        merged = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns)
-    added = (~pulled["record_id"].isin(known)).sum()
-    if added or current is None:
-        target.write_table("records", merged)
-
+    added, total = add_records_to_zoo(target, records, source=f"hub:{repo_id}")
     profiles_added = 0
     for profile, data in loaded:
         path = profile_path(target, profile.probe, profile.dataset)
@@ -342,5 +353,5 @@ def pull(repo_id: str | None = None, zoo=None, client: HubClient | None = None, 
             continue                     # the zoo's own (or an earlier pull's) profile stays
         add_profile_to_zoo(target, profile)
         profiles_added += 1
-    return {"repo": repo_id, "revision": info.sha, "zoo": str(target.path), "records_added": int(added),
-            "records_total": len(merged), "profiles_added": profiles_added, "skipped": skipped}
+    return {"repo": repo_id, "revision": info.sha, "zoo": str(target.path), "records_added": added,
+            "records_total": total, "profiles_added": profiles_added, "skipped": skipped}

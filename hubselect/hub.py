@@ -201,7 +201,18 @@ class HubClient:
         return self.fetch_bytes(repo_id, filename, revision=revision).decode("utf-8", errors="replace")
 
 
-    # -- writes (the shared edge dataset) ---------------------------------------------------------
+    def whoami(self) -> dict:
+        """The token's user: ``{"name": ..., "role": "read" | "write" | ...}``; ``unauthorized`` without a token."""
+        def run():
+            if not self.token:
+                raise HubError("unauthorized", "no token: set HF_TOKEN or run `hf auth login`")
+            info = self.api.whoami(token=self.token)
+            token_info = (info.get("auth") or {}).get("accessToken") or {}
+            return {"name": info.get("name"), "role": token_info.get("role"),
+                    "orgs": [o.get("name") for o in info.get("orgs") or []]}
+        return self._call("whoami", run)
+
+    # -- writes (the shared edge dataset, adapters) ------------------------------------------------
     def create_repo(self, repo_id: str, repo_type: str = "dataset", exist_ok: bool = True,
                     private: bool = False) -> None:
         """Create a repo (nothing happens when it exists and ``exist_ok``); needs a write token."""

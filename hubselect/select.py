@@ -84,6 +84,8 @@ class ZooTables:
         if records is None:
             records = pd.DataFrame(columns=["model", "dataset", "score"])
         records = records.dropna(subset=["score"])
+        if "metric" in records.columns:     # results measured with another metric are not comparable
+            records = records[records["metric"].isna() | (records["metric"] == meta.metric)]
         distances = zoo.read_table("dataset_distances")
         if distances is None:
             distances = pd.DataFrame(columns=["dataset_a", "dataset_b", "distance"])

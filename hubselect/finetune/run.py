@@ -1,0 +1,87 @@
+"""``hubselect finetune``: train, score, record in the zoo, and optionally publish.
+
+Every run writes its record (and the dataset's profile, when the zoo has none) into the local
+zoo; ``push=True`` also publishes the adapter and the record (see :mod:`hubselect.finetune.publish`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from hubselect.errors import UserError
+from hubselect.finetune.trainer import FinetuneConfig, FinetuneResult, Trainer
+
+
+def _zoo_probe(zoo, probe: str | None) -> str:
+    """The probe to score with: the zoo's (its records are all in one metric), or the one asked for."""
+    from hubselect.finetune.scoring import metric_name
+
+    info = zoo.info
+    chosen = probe or info.probe or "clip"
+    if metric_name(chosen) != info.metric:
+        raise UserError(f"zoo {zoo.path} ranks by {info.metric}; --probe {chosen} would record "
+                        f"{metric_name(chosen)} (use --probe {info.probe} or another --zoo)")
+    return chosen
+
+
+def _dataset_profile(zoo, trainer: Trainer, probe: str):
+    """The zoo's profile of the dataset, computed and added when it has none."""
+    from hubselect.profiles import add_profile_to_zoo, load_profile, profile_dataset
+
+    data = trainer.source
+    profile = load_profile(zoo, data.dataset, probe)
+    if profile is None:
+        cfg = trainer.config
+        profile = profile_dataset(cfg.dataset, probe=probe, image_column=cfg.image_column,
+                                  caption_column=cfg.caption_column, split=cfg.split)
+        add_profile_to_zoo(zoo, profile)
+    return profile
+
+
+def finetune(config: FinetuneConfig, *, zoo=None, push: bool = False, adapter_repo: str | None = None,
+             edges_repo: str | None = None, run_dir: str | Path | None = None, checkpoint_every: int = 500,
+             progress: Callable[[int, int, float], None] | None = None,
+             on_step: Callable[[int, float], None] | None = None) -> dict:
+    """Fine-tune ``config.model`` on ``config.dataset``; returns the result (what ``--json`` prints).
+
+    ``config.probe`` None-like values are resolved against the zoo. Everything the user can get
+    wrong (model, dataset, probe, token) is checked before training starts.
+    """
+    from hubselect.edges import _check_repo_id, add_records_to_zoo, default_edges_repo, push_records, record_id
+    from hubselect.hub import HubClient
+    from hubselect.zoo import Zoo
+
+    zoo = zoo if isinstance(zoo, Zoo) else Zoo.open(zoo)
+    config.probe = _zoo_probe(zoo, config.probe)
+    trainer = Trainer(config, run_dir=Path(run_dir) if run_dir else None, progress=progress, on_step=on_step,
+                      checkpoint_every=checkpoint_every)
+    trainer.prepare()
+    client = None
+    if push:
+        from hubselect.finetune.publish import check_push_access
+        edges_repo = _check_repo_id(edges_repo or default_edges_repo())
+        client = HubClient()
+        adapter_repo = check_push_access(client, adapter_repo, trainer.resolved.name, trainer.source.dataset)
+
+    result: FinetuneResult = trainer.run()
+    record = dict(result.record)
+    local_id = record_id(record)
+    profile = _dataset_profile(zoo, trainer, config.probe)
+    out = result.to_dict()
+    if push:
+        from hubselect.finetune.publish import adapter_card, push_adapter
+        record["adapter_repo"] = adapter_repo
+        hyper = {k: record.get(k) for k in ("family", "steps", "batch_size", "lr", "rank", "seed", "resolution",
+                                            "train_samples", "val_samples", "sample_steps")}
+        card = adapter_card(record, hyper, result.scores, result.initial_scores)
+        out["adapter_commit"] = push_adapter(client, adapter_repo, result.adapter_dir, card)
+        out["pushed_records"] = push_records([record], repo_id=edges_repo, client=client, profiles=[profile])
+        out["edges_repo"] = edges_repo
+        out["adapter_repo"] = adapter_repo
+    add_records_to_zoo(zoo, [record], source="local" if not push else f"hub:{edges_repo}",
+                       replaces=[local_id] if record_id(record) != local_id else [])
+    out["record"] = record
+    out["record_id"] = record_id(record)
+    out["zoo"] = str(zoo.path)
+    return out
