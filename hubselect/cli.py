@@ -211,6 +211,70 @@ def sync(
                + (f", {summary['skipped']} unreadable file(s) skipped" if summary["skipped"] else ""))
 
 
+@app.command()
+def finetune(
+    model: str = typer.Option(..., "--model", help="A Hub model repo ID or a local diffusers pipeline folder."),
+    dataset: str = typer.Option(..., "--dataset", help="A Hub dataset ID or a local image folder with captions."),
+    steps: int = typer.Option(10_000, "--steps", help="Training steps (paper: 10 000)."),
+    batch_size: int = typer.Option(8, "--batch-size", help="Global batch size (paper: 8)."),
+    lr: float = typer.Option(1e-5, "--lr", help="AdamW learning rate, constant (paper: 1e-5)."),
+    rank: int = typer.Option(4, "--rank", help="LoRA rank (alpha = rank)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of every random draw of the run."),
+    zoo: Optional[Path] = ZooOption,
+    push: bool = typer.Option(False, "--push", help="Publish the adapter and the record on the Hub."),
+    probe: Optional[str] = typer.Option(None, "--probe", help="Probe for FID/KID/CMMD (default: the zoo's)."),
+    resolution: Optional[int] = typer.Option(None, "--resolution", help="Training and sampling size in pixels "
+                                                                        "(default: the pipeline's native one)."),
+    val_size: int = typer.Option(256, "--val-size", help="Validation images (scored; never trained on)."),
+    max_samples: int = typer.Option(10_000, "--max-samples", help="At most this many items of the dataset."),
+    sample_steps: int = typer.Option(30, "--sample-steps", help="Denoising steps per validation image."),
+    guidance_scale: Optional[float] = typer.Option(None, "--guidance-scale",
+                                                   help="Guidance when sampling (default: the pipeline's)."),
+    checkpoint_every: int = typer.Option(500, "--checkpoint-every", help="Save a resumable checkpoint every N steps."),
+    output: Optional[Path] = typer.Option(None, "--output", file_okay=False,
+                                          help="Run folder (default: $HF_HOME/hubselect/runs/<model>__<dataset>__<hash>;"
+                                               " the same command resumes there)."),
+    mixed_precision: str = typer.Option("no", "--mixed-precision", help="no, fp16 or bf16 (accelerate)."),
+    gradient_checkpointing: bool = typer.Option(False, "--gradient-checkpointing",
+                                                help="Trade compute for memory where the denoiser supports it."),
+    adapter_repo: Optional[str] = typer.Option(None, "--adapter-repo",
+                                               help="Model repo for the adapter (default: <user>/<model>-<dataset>-lora)."),
+    edges_repo: Optional[str] = typer.Option(None, "--edges-repo",
+                                             help="Edge dataset repo (default: $HUBSELECT_EDGES_REPO or "
+                                                  "hubselect/t2i-finetuning-records)."),
+    image_column: Optional[str] = typer.Option(None, "--image-column"),
+    caption_column: Optional[str] = typer.Option(None, "--caption-column"),
+    split: Optional[str] = typer.Option(None, "--split"),
+    json_out: bool = JsonOption,
+):
+    """LoRA fine-tune a pipeline on a dataset, score it (FID/KID/CMMD before and after), record the result."""
+    from hubselect.finetune.run import finetune as run_finetune
+    from hubselect.finetune.trainer import FinetuneConfig
+
+    config = FinetuneConfig(model=model, dataset=dataset, steps=steps, batch_size=batch_size, lr=lr, rank=rank,
+                            seed=seed, resolution=resolution, val_size=val_size, max_samples=max_samples,
+                            sample_steps=sample_steps, guidance_scale=guidance_scale, probe=probe,
+                            mixed_precision=mixed_precision, gradient_checkpointing=gradient_checkpointing,
+                            image_column=image_column, caption_column=caption_column, split=split)
+    bar = _progress_bar("finetune", "step")
+    out = run_finetune(config, zoo=zoo, push=push, adapter_repo=adapter_repo, edges_repo=edges_repo,
+                       run_dir=output, checkpoint_every=checkpoint_every,
+                       progress=lambda done, total, loss: bar(done, total, f"loss {loss:.4f}"))
+    if json_out:
+        typer.echo(json.dumps(out, indent=2))
+        return
+    rec = out["record"]
+    typer.echo(f"{rec['model']} on {rec['dataset']}: {rec['metric']} {rec['initial_score']:.4f} -> "
+               f"{rec['score']:.4f} after {rec['steps']} steps "
+               f"(KID {out['initial_scores']['kid']:.5f} -> {out['scores']['kid']:.5f}, "
+               f"CMMD {out['initial_scores']['cmmd']:.4f} -> {out['scores']['cmmd']:.4f})")
+    if out["resumed_from"]:
+        typer.echo(f"resumed from step {out['resumed_from']}")
+    typer.echo(f"adapter: {out['adapter_dir']}; record {out['record_id'][:12]} in {out['zoo']}")
+    if push:
+        typer.echo(f"pushed: adapter to {out['adapter_repo']}, record to {out['edges_repo']}")
+
+
 @app.command("zoo")
 def zoo_list(zoo: Optional[Path] = ZooOption, json_out: bool = JsonOption):
     """List the zoo's models: parameters, TFLOPs per image, license, fine-tuning records."""

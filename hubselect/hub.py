@@ -203,9 +203,10 @@ class HubClient:
 
     def whoami(self) -> dict:
         """The token's user: ``{"name": ..., "role": "read" | "write" | ...}``; ``unauthorized`` without a token."""
+        if not self.token:
+            raise HubError("unauthorized", "no token: set HF_TOKEN or run `hf auth login`")
+
         def run():
-            if not self.token:
-                raise HubError("unauthorized", "no token: set HF_TOKEN or run `hf auth login`")
             info = self.api.whoami(token=self.token)
             token_info = (info.get("auth") or {}).get("accessToken") or {}
             return {"name": info.get("name"), "role": token_info.get("role"),

@@ -102,8 +102,8 @@ def tiny_hub(hub_server):
     """Four tiny pipelines with real safetensors on the endpoint, plus a non-T2I repo."""
     root = Path(hub_server.root)
     downloads = {"sd": 40, "sdxl": 30, "sd3": 20, "flux": 10}
-    for family, build in FAMILIES.items():
-        comps, index = build()
+    for family in downloads:
+        comps, index = FAMILIES[family]()
         repo_id = f"someone/tiny-{family}-pipe"
         write_pipeline(root / "models" / repo_id, comps, index, card=CARD)
         make_repo(root, repo_id, {}, meta={"downloads": downloads[family], "likes": 1})

@@ -33,12 +33,17 @@ def test_params_equal_checkpoint_tensors(tiny_pipelines, family):
     repo = LocalRepo(folder)
     repo.load_meta()
     record = describe_repo(repo)
-    for name in comps:
-        counted = record["components"][name]["params"]
-        assert counted == checkpoint_numel(folder / name), name
+    counted = [n for n, c in record["components"].items() if c["status"] == "counted"]
+    for name, component in comps.items():
+        if not isinstance(component, torch.nn.Module):
+            continue   # tokenizers and the scheduler store no tensors
+        if name not in counted:   # Kolors' ChatGLM lives outside diffusers/transformers
+            assert record["components"][name]["status"] == "unresolvable", name
+            continue
+        assert record["components"][name]["params"] == checkpoint_numel(folder / name), name
     denoiser = "unet" if "unet" in comps else "transformer"
     assert record["params_denoiser"] == checkpoint_numel(folder / denoiser)
-    assert record["params_total"] == sum(checkpoint_numel(folder / n) for n in comps)
+    assert record["params_total"] == sum(checkpoint_numel(folder / n) for n in counted)
 
 
 def test_sd3_persistent_pos_embed_is_counted(tiny_pipelines):

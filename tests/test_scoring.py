@@ -300,3 +300,17 @@ def test_score_images_rejects_too_few_images_and_text_probes():
         score_images(_noise(4, 0), _noise(4, 1), probe="minilm", device="cpu")
     with pytest.raises(UserError, match="unknown probe"):
         score_images(_noise(4, 0), _noise(4, 1), probe="nope", device="cpu")
+
+
+@pytest.mark.parametrize("n_real, n_fake, dim", [(8, 5, 64), (30, 40, 50), (3, 200, 16)])
+def test_fid_low_rank_path_equals_the_full_computation(n_real, n_fake, dim):
+    """Few images in many dimensions: the n x n route gives what the d x d Fréchet distance gives."""
+    from hubselect.distance import frechet_distance
+    from hubselect.finetune.scoring import _fid_low_rank, _gaussian
+
+    rng = np.random.default_rng(n_real + dim)
+    real = rng.normal(size=(n_real, dim)) @ rng.normal(size=(dim, dim)) * 0.3
+    fake = rng.normal(0.2, 1.0, size=(n_fake, dim))
+    full = frechet_distance(*_gaussian(real), *_gaussian(fake))
+    assert _fid_low_rank(real, fake) == pytest.approx(full, rel=1e-8, abs=1e-9)
+    assert fid(real, fake) == pytest.approx(full, rel=1e-8, abs=1e-9)

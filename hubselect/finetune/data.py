@@ -43,7 +43,15 @@ def open_training_source(dataset: str, image_column: str | None = None, caption_
             more = f" and {len(stray) - 3} more" if len(stray) > 3 else ""
             raise UserError(f"{dataset}: the metadata names files that are not in the folder "
                             f"({', '.join(stray[:3])}{more}); the captions do not match the images")
+        bare = [f for f in src.files if f not in src.captions]
+        if bare:
+            raise UserError(_uncaptioned(src, len(bare), len(src.files)))
     return src
+
+
+def _uncaptioned(src: DataSource, missing: int, total: int) -> str:
+    column = f" (caption column {src.caption_column!r})" if src.caption_column else ""
+    return f"{src.dataset}: {missing} of {total} images have no caption{column}; every training image needs one"
 
 
 def center_crop(image: Image.Image, size: int) -> Image.Image:
@@ -70,9 +78,7 @@ def load_training_data(src: DataSource, resolution: int, val_size: int, max_samp
             continue
         samples.append(Sample(s.key, center_crop(s.image, resolution), s.caption))
     if uncaptioned:
-        column = f" (caption column {src.caption_column!r})" if src.caption_column else ""
-        raise UserError(f"{src.dataset}: {uncaptioned} of {uncaptioned + len(samples)} images have no caption"
-                        f"{column}; every training image needs one")
+        raise UserError(_uncaptioned(src, uncaptioned, uncaptioned + len(samples)))
     if len(samples) < val_size + 1:
         raise UserError(f"{src.dataset}: {len(samples)} usable captioned images; need at least --val-size "
                         f"({val_size}) for validation plus one for training")

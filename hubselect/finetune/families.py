@@ -200,6 +200,10 @@ class PixArtFamily(Family):
             out = out.chunk(2, dim=1)[0]
         return out
 
+    def sample_kwargs(self):
+        # no snapping to the aspect-ratio buckets: validation images are generated at the training size
+        return {**super().sample_kwargs(), "use_resolution_binning": False}
+
 
 @dataclass(frozen=True)
 class SanaFamily(FlowFamily):
@@ -225,7 +229,7 @@ class SanaFamily(FlowFamily):
                         return_dict=False)[0]
 
     def sample_kwargs(self):
-        return {**super().sample_kwargs(), "complex_human_instruction": None}
+        return {**super().sample_kwargs(), "complex_human_instruction": None, "use_resolution_binning": False}
 
 
 FAMILIES: dict[str, Family] = {f.name: f for f in (

@@ -198,7 +198,13 @@ def download_model(resolved: ResolvedModel, client=None) -> Path:
 def load_pipeline(resolved: ResolvedModel, dtype: torch.dtype = torch.float32):
     from diffusers import DiffusionPipeline
 
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
     folder = download_model(resolved)
+    # the CLI draws its own bar; the libraries' per-component loading bars would clutter stderr
+    diffusers_logging.disable_progress_bar()
+    transformers_logging.disable_progress_bar()
     try:
         pipe = DiffusionPipeline.from_pretrained(str(folder), torch_dtype=dtype, use_safetensors=True)
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
@@ -458,7 +464,14 @@ class Trainer:
 
         lora = LoraConfig(r=cfg.rank, lora_alpha=cfg.rank, init_lora_weights="gaussian",
                           target_modules=list(family.lora_targets))
-        denoiser.add_adapter(lora)
+        with torch.random.fork_rng(devices=[]):
+            # LoRA's A matrices are drawn from the global generator: seed it for this run only
+            torch.manual_seed(_generator(cfg.seed, -1, 3).initial_seed())
+            if hasattr(denoiser, "add_adapter"):
+                denoiser.add_adapter(lora)
+            else:                      # denoisers without diffusers' PEFT mixin (PixArt): peft directly
+                from peft import inject_adapter_in_model
+                inject_adapter_in_model(lora, denoiser)
         if cfg.gradient_checkpointing and getattr(denoiser, "_supports_gradient_checkpointing", False):
             denoiser.enable_gradient_checkpointing()
         params = [p for p in denoiser.parameters() if p.requires_grad]
