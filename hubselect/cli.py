@@ -343,7 +343,23 @@ def _billions(n) -> str:
     return "-" if n is None else f"{n / 1e9:.2f} B"
 
 
-def main() -> None:
+@app.command("register-hf-extension")
+def register_hf_extension(
+    remove: bool = typer.Option(False, "--remove", help="Unregister instead."),
+    force: bool = typer.Option(False, "--force", help="Replace another hf-hubselect registration."),
+):
+    """Make `hf hubselect ...` run this installation (an hf CLI extension; nothing is downloaded)."""
+    from hubselect import hf_extension
+
+    if remove:
+        removed = hf_extension.unregister()
+        typer.echo("hf hubselect: unregistered" if removed else "hf hubselect was not registered")
+        return
+    manifest = hf_extension.register(force=force)
+    typer.echo(f"registered: `hf hubselect ...` now runs {hf_extension.find_executable()} ({manifest})")
+
+
+def main(prog_name: str = "hubselect") -> None:
     """Entry point: run the app, turning every user-facing failure into one line and exit 2."""
     logging.basicConfig(level=logging.WARNING, format="hubselect: %(message)s")
     # Library advice (convergence, deprecations) is for developers, not for a ranking's reader.
@@ -358,7 +374,7 @@ def main() -> None:
         logging.getLogger(noisy).setLevel(logging.ERROR)
     command = typer.main.get_command(app)
     try:
-        command.main(prog_name="hubselect", standalone_mode=False)
+        command.main(prog_name=prog_name, standalone_mode=False)
     except (typer.Abort, KeyboardInterrupt):
         typer.echo("hubselect: aborted", err=True)
         sys.exit(130)
@@ -373,6 +389,11 @@ def main() -> None:
         sys.exit(2)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
+
+
+def hf_main() -> None:
+    """The ``hf-hubselect`` console script: the same commands, run by ``hf hubselect ...``."""
+    main(prog_name="hf hubselect")
 
 
 if __name__ == "__main__":

@@ -443,7 +443,8 @@ def _check_dataset_argument(dataset: str, tables: ZooTables) -> None:
         if not path.is_dir():
             raise UserError(f"{dataset} is a file; DATASET must be an image folder or a Hub dataset ID")
         return
-    if dataset in tables.known_datasets() or is_repo_id(dataset) or "/" not in dataset and dataset.strip():
+    canonical = re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", dataset) is not None     # e.g. "mnist"
+    if dataset in tables.known_datasets() or is_repo_id(dataset) or canonical:
         return
     raise UserError(f"{dataset!r} is neither a folder nor a Hub dataset ID")
 
