@@ -286,3 +286,21 @@ def test_probe_must_match_the_zoo_metric(pipelines, dataset, tmp_path, hub_serve
     zoo = efficientnet_zoo(tmp_path / "zoo").path
     _assert_one_line_error(run_cli(*_finetune_args(str(pipelines["sd"]), dataset, zoo, "--probe", "clip")),
                            "ranks by efficientnet-fid")
+
+
+def test_hub_dataset_is_streamed_and_pinned(pipelines, tmp_path, hub_server, hub_root):
+    """--dataset as a Hub ID: read through `datasets` from the endpoint, the record names its commit."""
+    from hubselect.hub import HubClient
+
+    folder = make_dataset(tmp_path / "shapes")
+    files = {p.name: p.read_bytes() for p in folder.iterdir()}
+    hub_server.make_repo("org/shapes", files, repo_type="dataset")
+    zoo = efficientnet_zoo(tmp_path / "zoo")
+    config = FinetuneConfig(model=str(pipelines["sd"]), dataset="org/shapes", probe=None, **FAST)
+    out = finetune(config, zoo=zoo, run_dir=tmp_path / "run", checkpoint_every=4)
+    rec = out["record"]
+    assert rec["dataset"] == "org/shapes"
+    assert rec["dataset_revision"] == HubClient().dataset_meta("org/shapes").sha
+    assert rec["model"] == "sd" and rec["model_sha"] is None and rec["adapter_repo"] is None
+    assert rec["train_samples"] == 4 and rec["val_samples"] == 2
+    assert (zoo.path / "profiles" / "efficientnet" / "org--shapes.safetensors").is_file()
