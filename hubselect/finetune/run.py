@@ -65,6 +65,8 @@ def finetune(config: FinetuneConfig, *, zoo=None, push: bool = False, adapter_re
         adapter_repo = check_push_access(client, adapter_repo, trainer.resolved.name, trainer.source.dataset)
 
     result: FinetuneResult = trainer.run()
+    if not result.main_process:
+        return result.to_dict()
     record = dict(result.record)
     local_id = record_id(record)
     profile = _dataset_profile(zoo, trainer, config.probe)

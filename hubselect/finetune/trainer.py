@@ -122,6 +122,7 @@ class FinetuneResult:
     resumed_from: int
     seconds: float
     extra: dict = field(default_factory=dict)
+    main_process: bool = True          # under `accelerate launch`, only the main process records and pushes
 
     def to_dict(self) -> dict:
         return {"record": self.record, "run_dir": str(self.run_dir), "adapter_dir": str(self.adapter_dir),
@@ -488,6 +489,8 @@ class Trainer:
         model, optimizer = accelerator.prepare(denoiser, optimizer)
 
         world, rank = accelerator.num_processes, accelerator.process_index
+        if cfg.batch_size % world:
+            raise UserError(f"--batch-size {cfg.batch_size} does not split over {world} processes")
         n_train = len(data.train)
         model.train()
         for step in range(start, cfg.steps):
@@ -536,7 +539,8 @@ class Trainer:
                                 initial_scores=initial, losses=losses,
                                 eval_loss_before=float(state["eval_loss_before"]), eval_loss_after=eval_after,
                                 resumed_from=start, seconds=seconds,
-                                extra={"family": family.name, "objective": objective.kind, "resolution": resolution})
+                                extra={"family": family.name, "objective": objective.kind, "resolution": resolution},
+                                main_process=accelerator.is_main_process)
         self.pipe, self.family, self.denoiser = pipe, family, denoiser
         if accelerator.is_main_process:
             from hubselect.zoo import atomic_write_json
