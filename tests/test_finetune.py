@@ -137,6 +137,8 @@ def test_family_trains_scores_and_pushes(family, pipelines, dataset, hub_server,
     local = zoo.read_table("records")
     assert list(local["record_id"]) == [out["record_id"]]
     assert local["score"].iloc[0] == pytest.approx(rec["score"])
+    # the model was not in the zoo: it was crawled (configs only), so that its record can rank
+    assert repo in set(zoo.read_table("models")["model"]) and out["notes"] == []
 
 
 @pytest.mark.parametrize("family", ["sd", "flux", "sana"])
@@ -304,3 +306,34 @@ def test_hub_dataset_is_streamed_and_pinned(pipelines, tmp_path, hub_server, hub
     assert rec["model"] == "sd" and rec["model_sha"] is None and rec["adapter_repo"] is None
     assert rec["train_samples"] == 4 and rec["val_samples"] == 2
     assert (zoo.path / "profiles" / "efficientnet" / "org--shapes.safetensors").is_file()
+
+
+def test_pushed_records_sync_into_another_zoo_and_rank(pipelines, tmp_path, hub_server, hub_root, monkeypatch):
+    """Two users: one fine-tunes 2 models on 2 datasets and pushes; the other syncs and ranks with them."""
+    monkeypatch.setenv("HF_TOKEN", "hf_write")
+    mine = efficientnet_zoo(tmp_path / "mine")
+    for family in ("sd", "sdxl"):
+        serve_model(hub_root, pipelines[family], f"tiny/{family}")
+    datasets = [make_dataset(tmp_path / "shapes"), make_dataset(tmp_path / "blobs", n=5)]
+    for family in ("sd", "sdxl"):
+        for data in datasets:
+            config = FinetuneConfig(model=f"tiny/{family}", dataset=str(data), probe=None,
+                                    **{**FAST, "steps": 2, "sample_steps": 1})
+            finetune(config, zoo=mine, push=True, edges_repo=EDGES, run_dir=tmp_path / f"run-{family}-{data.name}")
+    assert len([f for f in hub_repo_files(hub_root, "datasets", EDGES) if f.startswith("records/")]) == 4
+
+    import shutil
+    theirs_path = tmp_path / "theirs"                  # the same models, none of the records or profiles
+    shutil.copytree(mine.path, theirs_path, ignore=shutil.ignore_patterns("records.*", "profiles", "datasets.*",
+                                                                          "dataset_distances.*"))
+    theirs = Zoo.open(theirs_path)
+    assert theirs.read_table("records") is None and theirs.read_table("models") is not None
+    synced = run_cli("sync", "--repo", EDGES, "--zoo", str(theirs.path), "--json")
+    assert synced.returncode == 0, synced.stderr
+    assert json.loads(synced.stdout)["records_added"] == 4
+    ranked = run_cli("rank", "shapes", "--zoo", str(theirs.path), "--json")
+    assert ranked.returncode == 0, ranked.stderr
+    ranking = json.loads(ranked.stdout)
+    assert ranking["cold_start"] is False
+    assert {m["model"] for m in ranking["ranking"]} == {"tiny/sd", "tiny/sdxl"}
+    assert {m["source"] for m in ranking["ranking"]} == {"measured"}

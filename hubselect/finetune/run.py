@@ -39,6 +39,23 @@ def _dataset_profile(zoo, trainer: Trainer, probe: str):
     return profile
 
 
+def _ensure_model_in_zoo(zoo, trainer: Trainer) -> str | None:
+    """Crawl the model into the zoo when it is not there (configs only), so that its record ranks.
+    Returns a note when that was not possible; the record is kept either way."""
+    from crawlers.crawl import crawl
+
+    resolved = trainer.resolved
+    models = zoo.read_table("models")
+    if models is not None and resolved.name in set(models["model"]):
+        return None
+    source = resolved.repo_id or str(resolved.local_dir)
+    summary = crawl([source], zoo, include_pinned=False)
+    if resolved.name not in set(zoo.read_table("models")["model"]):
+        return f"{resolved.name} could not be added to the zoo's models ({summary.to_dict()}); " \
+               "its record is kept but cannot rank until it is crawled"
+    return None
+
+
 def finetune(config: FinetuneConfig, *, zoo=None, push: bool = False, adapter_repo: str | None = None,
              edges_repo: str | None = None, run_dir: str | Path | None = None, checkpoint_every: int = 500,
              progress: Callable[[int, int, float], None] | None = None,
@@ -71,6 +88,8 @@ def finetune(config: FinetuneConfig, *, zoo=None, push: bool = False, adapter_re
     local_id = record_id(record)
     profile = _dataset_profile(zoo, trainer, config.probe)
     out = result.to_dict()
+    note = _ensure_model_in_zoo(zoo, trainer)
+    out["notes"] = [note] if note else []
     if push:
         from hubselect.finetune.publish import adapter_card, push_adapter
         record["adapter_repo"] = adapter_repo
