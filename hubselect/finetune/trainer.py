@@ -29,12 +29,11 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
 
 import torch
 
 from hubselect.errors import HubError, UserError
-from hubselect.finetune.data import TrainingData, load_training_data, open_training_source, to_pixels
+from hubselect.finetune.data import load_training_data, open_training_source, to_pixels
 from hubselect.finetune.families import Family, detect_family
 
 log = logging.getLogger(__name__)
@@ -415,10 +414,8 @@ class Trainer:
             self.run_dir = default_run_dir(self.resolved.name, self.source.dataset, self.config.key())
 
     def run(self) -> FinetuneResult:
+        """Load, score the pretrained pipeline, train (resuming if a checkpoint exists), score again."""
         from accelerate import Accelerator
-        from peft import LoraConfig
-
-        from hubselect.finetune.scoring import metric_name, score_images
 
         cfg = self.config
         if not hasattr(self, "resolved"):
@@ -427,44 +424,75 @@ class Trainer:
         if finished is not None:
             return finished
         started = time.time()
-        accelerator = Accelerator(mixed_precision=cfg.mixed_precision)
-        weight_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(cfg.mixed_precision, torch.float32)
-        family = self.resolved.family
-        pipe = load_pipeline(self.resolved, dtype=weight_dtype)
-        resolution = cfg.resolution or native_resolution(pipe)
-        data = load_training_data(self.source, resolution, cfg.val_size, cfg.max_samples)
-        pipe.to(accelerator.device)
-        for name, module in pipe.components.items():
-            if isinstance(module, torch.nn.Module):
-                module.requires_grad_(False)
-        denoiser = getattr(pipe, family.denoiser)
-        objective = Objective(family.objective(pipe), dict(pipe.scheduler.config))
-        val_captions = [s.caption for s in data.validation]
-        val_images = [s.image for s in data.validation]
-        sample_batch = max(1, min(cfg.batch_size, 8))
-
-        run_dir = self.run_dir
-        run_dir.mkdir(parents=True, exist_ok=True)
-        settings = {"config": asdict(cfg), "key": cfg.key(), "model": self.resolved.name,
-                    "model_sha": self.resolved.sha, "dataset": data.dataset, "dataset_revision": data.revision}
-        settings_file = run_dir / "settings.json"
-        if settings_file.is_file() and json.loads(settings_file.read_text()).get("key") != cfg.key():
-            raise UserError(f"{run_dir} holds a run with other settings; choose another --output")
-        settings_file.write_text(json.dumps(settings, indent=1))
-
-        checkpoint = latest_checkpoint(run_dir)
-        state: dict[str, Any] = {}
-        if checkpoint is not None:
-            state = json.loads((checkpoint / "state.json").read_text())
+        self.accelerator = Accelerator(mixed_precision=cfg.mixed_precision)
+        if cfg.batch_size % self.accelerator.num_processes:
+            raise UserError(f"--batch-size {cfg.batch_size} does not split over "
+                            f"{self.accelerator.num_processes} processes")
+        self._load()
+        self._claim_run_dir()
+        checkpoint = latest_checkpoint(self.run_dir)
+        state = json.loads((checkpoint / "state.json").read_text()) if checkpoint is not None else {}
         if "initial_scores" not in state:
             # the pretrained pipeline, before any adapter exists: the Initial baseline
-            generated = generate(pipe, family, val_captions, resolution, cfg.sample_steps, sample_batch,
-                                 cfg.guidance_scale, accelerator.autocast)
-            state["initial_scores"] = score_images(val_images, generated, probe=cfg.probe).to_dict()
-            state["eval_loss_before"] = self._eval_loss(pipe, family, denoiser, objective, data, accelerator)
+            state["initial_scores"] = self._score()
+            state["eval_loss_before"] = self._eval_loss(self.denoiser)
+        lora, params, optimizer = self._add_lora()
+        losses: list[float] = []
+        start = 0
+        if checkpoint is not None:
+            state = load_checkpoint(checkpoint, self.denoiser, optimizer)
+            losses = list(state.get("losses", []))
+            start = int(state["step"])
+            log.info("resuming %s from step %d", self.run_dir, start)
+        # wall time of the run across restarts: the time saved in the checkpoint, plus (now - started)
+        state["seconds"] = float(state.get("seconds", 0.0)) - started
+        self._train(params, optimizer, start, losses, state)
+        return self._finish(lora, state, losses, start, started)
 
+    # -- the phases of a run ---------------------------------------------------------------------------
+    def _load(self) -> None:
+        """The pipeline (frozen, on the device), the data cropped to size, and the objective."""
+        cfg, family = self.config, self.resolved.family
+        weight_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(cfg.mixed_precision, torch.float32)
+        self.pipe = load_pipeline(self.resolved, dtype=weight_dtype)
+        self.resolution = cfg.resolution or native_resolution(self.pipe)
+        self.data = load_training_data(self.source, self.resolution, cfg.val_size, cfg.max_samples)
+        self.pipe.to(self.accelerator.device)
+        for module in self.pipe.components.values():
+            if isinstance(module, torch.nn.Module):
+                module.requires_grad_(False)
+        self.family = family
+        self.denoiser = getattr(self.pipe, family.denoiser)
+        self.objective = Objective(family.objective(self.pipe), dict(self.pipe.scheduler.config))
+
+    def _claim_run_dir(self) -> None:
+        """Write settings.json; a folder that holds a run with other settings is refused."""
+        cfg = self.config
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        settings_file = self.run_dir / "settings.json"
+        if settings_file.is_file() and json.loads(settings_file.read_text()).get("key") != cfg.key():
+            raise UserError(f"{self.run_dir} holds a run with other settings; choose another --output")
+        settings = {"config": asdict(cfg), "key": cfg.key(), "model": self.resolved.name,
+                    "model_sha": self.resolved.sha, "dataset": self.data.dataset,
+                    "dataset_revision": self.data.revision}
+        settings_file.write_text(json.dumps(settings, indent=1))
+
+    def _score(self) -> dict:
+        """FID/KID/CMMD of images generated from the validation captions against the real ones."""
+        from hubselect.finetune.scoring import score_images
+
+        cfg = self.config
+        generated = generate(self.pipe, self.family, [s.caption for s in self.data.validation], self.resolution,
+                             cfg.sample_steps, max(1, min(cfg.batch_size, 8)), cfg.guidance_scale,
+                             self.accelerator.autocast)
+        return score_images([s.image for s in self.data.validation], generated, probe=cfg.probe).to_dict()
+
+    def _add_lora(self):
+        from peft import LoraConfig
+
+        cfg, denoiser = self.config, self.denoiser
         lora = LoraConfig(r=cfg.rank, lora_alpha=cfg.rank, init_lora_weights="gaussian",
-                          target_modules=list(family.lora_targets))
+                          target_modules=list(self.family.lora_targets))
         with torch.random.fork_rng(devices=[]):
             # LoRA's A matrices are drawn from the global generator: seed it for this run only
             torch.manual_seed(_generator(cfg.seed, -1, 3).initial_seed())
@@ -478,25 +506,16 @@ class Trainer:
         params = [p for p in denoiser.parameters() if p.requires_grad]
         for p in params:
             p.data = p.data.float()          # LoRA weights train in fp32 under mixed precision
-        optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-        losses: list[float] = []
-        start = 0
-        if checkpoint is not None:
-            state = load_checkpoint(checkpoint, denoiser, optimizer)
-            losses = list(state.get("losses", []))
-            start = int(state["step"])
-            log.info("resuming %s from step %d", run_dir, start)
-        model, optimizer = accelerator.prepare(denoiser, optimizer)
+        return lora, params, torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
+    def _train(self, params, optimizer, start: int, losses: list[float], state: dict) -> None:
+        cfg, accelerator = self.config, self.accelerator
+        model, optimizer = accelerator.prepare(self.denoiser, optimizer)
         world, rank = accelerator.num_processes, accelerator.process_index
-        if cfg.batch_size % world:
-            raise UserError(f"--batch-size {cfg.batch_size} does not split over {world} processes")
-        n_train = len(data.train)
         model.train()
         for step in range(start, cfg.steps):
-            idx = batch_indices(cfg.seed, step, cfg.batch_size, n_train)[rank::world]
-            items = [data.train[i] for i in idx]
-            loss = self._loss(pipe, family, model, objective, items, accelerator, _generator(cfg.seed, step, 1))
+            idx = batch_indices(cfg.seed, step, cfg.batch_size, len(self.data.train))[rank::world]
+            loss = self._loss(model, [self.data.train[i] for i in idx], _generator(cfg.seed, step, 1))
             accelerator.backward(loss)
             if accelerator.sync_gradients and cfg.max_grad_norm > 0:
                 accelerator.clip_grad_norm_(params, cfg.max_grad_norm)
@@ -508,43 +527,45 @@ class Trainer:
             if self.progress is not None:
                 self.progress(done, cfg.steps, value)
             if accelerator.is_main_process and (done % self.checkpoint_every == 0 or done == cfg.steps):
-                save_checkpoint(run_dir, done, accelerator.unwrap_model(model), optimizer,
-                                {**{k: v for k, v in state.items() if k not in ("step", "optimizer")},
-                                 "losses": losses})
+                kept = {k: v for k, v in state.items() if k not in ("step", "optimizer", "seconds")}
+                save_checkpoint(self.run_dir, done, accelerator.unwrap_model(model), optimizer,
+                                {**kept, "losses": losses, "seconds": state["seconds"] + time.time()})
             if self.on_step is not None:
                 self.on_step(done, value)
         accelerator.wait_for_everyone()
         model.eval()
+        self.denoiser = accelerator.unwrap_model(model)
 
-        denoiser = accelerator.unwrap_model(model)
-        eval_after = self._eval_loss(pipe, family, denoiser, objective, data, accelerator)
-        generated = generate(pipe, family, val_captions, resolution, cfg.sample_steps, sample_batch,
-                             cfg.guidance_scale, accelerator.autocast)
-        scores = score_images(val_images, generated, probe=cfg.probe).to_dict()
-        adapter_dir = run_dir / "adapter"
-        save_adapter(adapter_dir, family.denoiser, denoiser, lora)
-        seconds = time.time() - started + float(state.get("seconds", 0.0))
-
+    def _finish(self, lora, state: dict, losses: list[float], start: int, started: float) -> FinetuneResult:
         from hubselect.edges import make_record
+        from hubselect.finetune.scoring import metric_name
+
+        cfg, data = self.config, self.data
+        eval_after = self._eval_loss(self.denoiser)
+        scores = self._score()
+        adapter_dir = self.run_dir / "adapter"
+        save_adapter(adapter_dir, self.family.denoiser, self.denoiser, lora)
+        seconds = state["seconds"] + time.time()
         initial = state["initial_scores"]
         record = make_record(
             self.resolved.name, data.dataset, float(scores["fid"]), metric=metric_name(cfg.probe), probe=cfg.probe,
             model_sha=self.resolved.sha, dataset_revision=data.revision, initial_score=float(initial["fid"]),
             steps=cfg.steps, seed=cfg.seed, adapter_repo=None,
             kid=scores["kid"], cmmd=scores["cmmd"], initial_kid=initial["kid"], initial_cmmd=initial["cmmd"],
-            family=family.name, batch_size=cfg.batch_size, lr=cfg.lr, rank=cfg.rank, resolution=resolution,
-            train_samples=len(data.train), val_samples=len(data.validation), sample_steps=cfg.sample_steps,
-            train_seconds=round(seconds, 1))
-        result = FinetuneResult(record=record, run_dir=run_dir, adapter_dir=adapter_dir, scores=scores,
+            family=self.family.name, batch_size=cfg.batch_size, lr=cfg.lr, rank=cfg.rank,
+            resolution=self.resolution, train_samples=len(data.train), val_samples=len(data.validation),
+            sample_steps=cfg.sample_steps, train_seconds=round(seconds, 1))
+        result = FinetuneResult(record=record, run_dir=self.run_dir, adapter_dir=adapter_dir, scores=scores,
                                 initial_scores=initial, losses=losses,
                                 eval_loss_before=float(state["eval_loss_before"]), eval_loss_after=eval_after,
                                 resumed_from=start, seconds=seconds,
-                                extra={"family": family.name, "objective": objective.kind, "resolution": resolution},
-                                main_process=accelerator.is_main_process)
-        self.pipe, self.family, self.denoiser = pipe, family, denoiser
-        if accelerator.is_main_process:
+                                extra={"family": self.family.name, "objective": self.objective.kind,
+                                       "resolution": self.resolution},
+                                main_process=self.accelerator.is_main_process)
+        if self.accelerator.is_main_process:
             from hubselect.zoo import atomic_write_json
-            atomic_write_json(run_dir / "result.json", {**result.to_dict(), "losses": losses, "key": cfg.key()})
+            atomic_write_json(self.run_dir / "result.json",
+                              {**result.to_dict(), "losses": losses, "key": cfg.key()})
         return result
 
     def finished(self) -> FinetuneResult | None:
@@ -563,24 +584,21 @@ class Trainer:
                               extra={k: saved[k] for k in ("family", "objective", "resolution") if k in saved})
 
     # -- one step's loss --------------------------------------------------------------------------------
-    def _loss(self, pipe, family: Family, model, objective: Objective, items, accelerator,
-              generator: torch.Generator) -> torch.Tensor:
-        device = accelerator.device
-        pixels = to_pixels([s.image for s in items]).to(device)
+    def _loss(self, model, items, generator: torch.Generator) -> torch.Tensor:
+        pipe, family, accelerator = self.pipe, self.family, self.accelerator
+        pixels = to_pixels([s.image for s in items]).to(accelerator.device)
         with torch.no_grad():
             latents = family.encode_images(pipe, pixels, generator).float()
-            cond = family.encode_captions(pipe, [s.caption for s in items], device)
-        noisy, timesteps, target = objective.draw(latents, generator)
+            cond = family.encode_captions(pipe, [s.caption for s in items], accelerator.device)
+        noisy, timesteps, target = self.objective.draw(latents, generator)
         with accelerator.autocast():
             pred = family.predict(pipe, model, noisy, timesteps, cond)
         return torch.nn.functional.mse_loss(pred.float(), target.float())
 
     @torch.no_grad()
-    def _eval_loss(self, pipe, family, denoiser, objective, data: TrainingData, accelerator) -> float:
+    def _eval_loss(self, denoiser) -> float:
         """The loss on (up to 8) validation items with fixed noise: comparable before and after training."""
-        items = data.validation[:8]
-        return float(self._loss(pipe, family, denoiser, objective, items, accelerator,
-                                _generator(EVAL_SEED, 0, 2)))
+        return float(self._loss(denoiser, self.data.validation[:8], _generator(EVAL_SEED, 0, 2)))
 
 
 def default_run_dir(model: str, dataset: str, key: str) -> Path:
