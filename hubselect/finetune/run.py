@@ -59,6 +59,7 @@ def _ensure_model_in_zoo(zoo, trainer: Trainer) -> str | None:
 def finetune(config: FinetuneConfig, *, zoo=None, push: bool = False, adapter_repo: str | None = None,
              edges_repo: str | None = None, run_dir: str | Path | None = None, checkpoint_every: int = 500,
              progress: Callable[[int, int, float], None] | None = None,
+             sample_progress: Callable[[str, int, int], None] | None = None,
              on_step: Callable[[int, float], None] | None = None) -> dict:
     """Fine-tune ``config.model`` on ``config.dataset``; returns the result (what ``--json`` prints).
 
@@ -71,7 +72,8 @@ def finetune(config: FinetuneConfig, *, zoo=None, push: bool = False, adapter_re
 
     zoo = zoo if isinstance(zoo, Zoo) else Zoo.open(zoo)
     config.probe = _zoo_probe(zoo, config.probe)
-    trainer = Trainer(config, run_dir=Path(run_dir) if run_dir else None, progress=progress, on_step=on_step,
+    trainer = Trainer(config, run_dir=Path(run_dir) if run_dir else None, progress=progress,
+                      sample_progress=sample_progress, on_step=on_step,
                       checkpoint_every=checkpoint_every)
     trainer.prepare()
     client = None

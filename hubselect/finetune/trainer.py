@@ -370,7 +370,7 @@ def save_adapter(folder: Path, denoiser_name: str, denoiser, lora_config) -> Pat
 
 @torch.no_grad()
 def generate(pipe, family: Family, captions: list[str], resolution: int, steps: int, batch_size: int,
-             guidance_scale: float | None, autocast) -> list:
+             guidance_scale: float | None, autocast, progress: Callable[[int, int], None] | None = None) -> list:
     """One image per caption; image i always starts from the noise of seed i (before and after training)."""
     images = []
     kwargs = dict(family.sample_kwargs())
@@ -383,6 +383,8 @@ def generate(pipe, family: Family, captions: list[str], resolution: int, steps: 
             out = pipe(prompt=chunk, num_inference_steps=steps, height=resolution, width=resolution,
                        generator=gens, output_type="pil", **kwargs)
         images.extend(out.images)
+        if progress is not None:
+            progress(len(images), len(captions))
     return images
 
 
@@ -393,6 +395,7 @@ class Trainer:
 
     def __init__(self, config: FinetuneConfig, run_dir: Path | None = None,
                  progress: Callable[[int, int, float], None] | None = None,
+                 sample_progress: Callable[[str, int, int], None] | None = None,
                  on_step: Callable[[int, float], None] | None = None, client=None,
                  checkpoint_every: int = 500):
         if checkpoint_every < 1:
@@ -400,7 +403,8 @@ class Trainer:
         self.config = config
         self.checkpoint_every = checkpoint_every
         self.run_dir = run_dir
-        self.progress = progress
+        self.progress = progress                  # (step, steps, loss) after every training step
+        self.sample_progress = sample_progress    # ("before" | "after", images done, images) while sampling
         self.on_step = on_step
         self.client = client
 
@@ -434,7 +438,7 @@ class Trainer:
         state = json.loads((checkpoint / "state.json").read_text()) if checkpoint is not None else {}
         if "initial_scores" not in state:
             # the pretrained pipeline, before any adapter exists: the Initial baseline
-            state["initial_scores"] = self._score()
+            state["initial_scores"] = self._score("before")
             state["eval_loss_before"] = self._eval_loss(self.denoiser)
         lora, params, optimizer = self._add_lora()
         losses: list[float] = []
@@ -477,14 +481,18 @@ class Trainer:
                     "dataset_revision": self.data.revision}
         settings_file.write_text(json.dumps(settings, indent=1))
 
-    def _score(self) -> dict:
+    def _score(self, when: str) -> dict:
         """FID/KID/CMMD of images generated from the validation captions against the real ones."""
         from hubselect.finetune.scoring import score_images
 
         cfg = self.config
+        report = None
+        if self.sample_progress is not None:
+            def report(done: int, total: int) -> None:
+                self.sample_progress(when, done, total)
         generated = generate(self.pipe, self.family, [s.caption for s in self.data.validation], self.resolution,
                              cfg.sample_steps, max(1, min(cfg.batch_size, 8)), cfg.guidance_scale,
-                             self.accelerator.autocast)
+                             self.accelerator.autocast, progress=report)
         return score_images([s.image for s in self.data.validation], generated, probe=cfg.probe).to_dict()
 
     def _add_lora(self):
@@ -542,7 +550,7 @@ class Trainer:
 
         cfg, data = self.config, self.data
         eval_after = self._eval_loss(self.denoiser)
-        scores = self._score()
+        scores = self._score("after")
         adapter_dir = self.run_dir / "adapter"
         save_adapter(adapter_dir, self.family.denoiser, self.denoiser, lora)
         seconds = state["seconds"] + time.time()
