@@ -118,17 +118,18 @@ class HubClient:
         self.timeout = timeout if timeout is not None else float(os.environ.get("HUBSELECT_HUB_TIMEOUT", "30"))
         self.api = HfApi(endpoint=self.endpoint, token=self.token)
 
-    def _call(self, what: str, fn: Callable[[], T]) -> T:
-        """Run ``fn``, retrying transient failures with exponential backoff."""
+    def _call(self, what: str, fn: Callable[[], T], retries: int | None = None) -> T:
+        """Run ``fn``, retrying transient failures with exponential backoff (``retries=0``: never)."""
+        retries = self.retries if retries is None else retries
         delay = self.backoff
-        for attempt in range(self.retries + 1):
+        for attempt in range(retries + 1):
             try:
                 return fn()
             except Exception as exc:  # classified below; anything unknown is re-raised as HubError
                 reason, transient = _classify(exc)
-                if not transient or attempt == self.retries:
+                if not transient or attempt == retries:
                     raise HubError(reason, f"{what}: {reason} ({_short(exc)})") from exc
-                log.warning("%s: %s, retrying in %.1fs (%d/%d)", what, reason, delay, attempt + 1, self.retries)
+                log.warning("%s: %s, retrying in %.1fs (%d/%d)", what, reason, delay, attempt + 1, retries)
                 time.sleep(delay)
                 delay *= 2
         raise AssertionError("unreachable")
@@ -261,6 +262,36 @@ class HubClient:
             repo_id, revision=meta.sha, allow_patterns=files, local_dir=str(local_dir),
             endpoint=self.endpoint, token=self.token))
         return files
+
+    # -- Hugging Face Jobs (``hubselect sweep --backend hf-jobs``) ----------------------------------------
+    def run_job(self, *, image: str, command: list[str], flavor: str, namespace: str,
+                timeout: str | int | None = None, env: dict | None = None, secrets: dict | None = None,
+                labels: dict | None = None, name: str | None = None):
+        """Submit one Job (``POST /api/jobs/<namespace>``); returns huggingface_hub's ``JobInfo``.
+
+        Never retried: a POST that failed in flight may still have started the Job. Secrets travel
+        in the Job's encrypted ``secrets`` map, never in its command or environment.
+        """
+        return self._call(f"{namespace}: run job", lambda: self.api.run_job(
+            image=image, command=command, env=env, secrets=secrets, flavor=flavor, timeout=timeout, labels=labels,
+            name=name, namespace=namespace), retries=0)
+
+    def inspect_job(self, job_id: str, namespace: str):
+        """A Job's current ``JobInfo`` (stage in ``.status.stage``)."""
+        return self._call(f"job {job_id}", lambda: self.api.inspect_job(job_id=job_id, namespace=namespace))
+
+    def list_jobs(self, namespace: str, stages: list[str] | None = None, labels: dict | None = None) -> list:
+        """The namespace's Jobs (``JobInfo``), filtered by stage and labels."""
+        return self._call(f"{namespace}: list jobs", lambda: list(self.api.list_jobs(
+            namespace=namespace, status=stages, labels=labels, timeout=self.timeout)))
+
+    def job_logs(self, job_id: str, namespace: str, tail: int | None = None) -> list[str]:
+        """The Job's log lines so far (the last ``tail`` of them), without following."""
+        return self._call(f"job {job_id}: logs", lambda: list(self.api.fetch_job_logs(
+            job_id=job_id, namespace=namespace, tail=tail, follow=False)))
+
+    def cancel_job(self, job_id: str, namespace: str) -> None:
+        self._call(f"job {job_id}: cancel", lambda: self.api.cancel_job(job_id=job_id, namespace=namespace))
 
 
 SUPPORT_SUFFIXES = (".json", ".txt", ".model", ".tiktoken")

@@ -410,8 +410,8 @@ class FolderSource(DataSource):
         if caption_column is not None and chosen is None:
             raise UserError(f"{folder} has no metadata file with column {caption_column!r}")
         if need_captions and not captions:
-            raise UserError(f"{folder} has no captions: a text probe needs a metadata.jsonl or metadata.csv "
-                            "with file_name and a caption column")
+            raise UserError(f"{folder} has no captions: add a metadata.jsonl or metadata.csv with file_name "
+                            "and a caption column")
         return cls(kind="folder", dataset=folder.name, source=str(folder), revision=None, split=split,
                    image_column="file_name", caption_column=chosen, size=len(files), root=root, files=files,
                    captions=captions)

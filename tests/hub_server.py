@@ -56,6 +56,13 @@ Python API::
     server.stop()
     make_repo(root, "org/name", {"model_index.json": "{...}"}, repo_type="model", meta={"downloads": 3})
 
+Hugging Face Jobs (``HfApi.run_job``, ``inspect_job``, ``list_jobs``, ``fetch_job_logs``, ``cancel_job``,
+``wait_for_job``) are answered too, without running anything: a submitted Job is stored as submitted
+(``server.jobs[job_id]["spec"]``, secrets included, for the tests to inspect) and starts in stage SCHEDULING;
+every ``inspect_job`` moves it one stage on (RUNNING, then ``server.job_final_stage``, default COMPLETED);
+``cancel_job`` moves it to CANCELED. Answers never echo secret values (their names map to null). Its log is a few
+synthetic lines (the image, the flavor and the command), served as the Hub's server-sent events.
+
 HTTP control endpoints (not logged, never faulted) for a server started by hand::
 
     POST   /_test/faults   {"kind": "503", "repo_id": null, "path_glob": null, "times": 1}  (or a list of those)
@@ -63,6 +70,7 @@ HTTP control endpoints (not logged, never faulted) for a server started by hand:
     DELETE /_test/faults
     GET    /_test/log      {"requests": [[method, path, status], ...], "resolved": [[repo_id, path], ...]}
     DELETE /_test/log
+    GET    /_test/jobs     {"jobs": [{"id", "namespace", "stage", "spec"}, ...]}  (specs as submitted)
 
 Start by hand::
 
@@ -117,6 +125,8 @@ _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
 _SHA_RE = re.compile(r"^[0-9a-f]{40}$")
 _RANGE_RE = re.compile(r"^\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*$", re.IGNORECASE)
 _CHUNK = 1024 * 1024
+_JOB_LABEL_RE = re.compile(r"^[A-Za-z0-9_-]*$")  # label values are also stored as tags on the Hub
+_JOB_TERMINAL = ("COMPLETED", "CANCELED", "ERROR", "DELETED")
 _SERVER_ERROR_MESSAGES = {
     500: "Internal Error - We're working hard to fix this as soon as possible!",
     502: "Bad Gateway",
@@ -707,6 +717,8 @@ class _Route:
     revision: str | None = None
     file_path: str | None = None  # file resolves only
     tree_path: str | None = None
+    namespace: str | None = None  # jobs only
+    job_id: str | None = None
 
 
 class _HubError(Exception):
@@ -758,6 +770,16 @@ def _route(method: str, raw_path: str) -> _Route:
             return _Route("validate_yaml")
         if n == 3 and segs[1] == "repos" and segs[2] in ("create", "delete"):
             return _Route("repo_" + segs[2])
+        if n >= 3 and segs[1] == "jobs":
+            # /api/jobs/{ns} (create, list), /api/jobs/{ns}/{id} (inspect), /api/jobs/{ns}/{id}/{logs,cancel}
+            ns, job_id = u(segs[2]), (u(segs[3]) if n >= 4 else None)
+            if n == 3:
+                return _Route("jobs", namespace=ns)
+            if n == 4:
+                return _Route("job", namespace=ns, job_id=job_id)
+            if n == 5 and segs[4] in ("logs", "cancel"):
+                return _Route("job_" + segs[4], namespace=ns, job_id=job_id)
+            return _Route("not_found")
         if n >= 2 and segs[1] in ("models", "datasets", "spaces"):
             if segs[1] == "spaces":
                 rid = f"{u(segs[2])}/{u(segs[3])}" if n >= 4 else None
@@ -816,6 +838,9 @@ class HubServer:
         tree_page_size: page size of /tree (50 when expand=True, like the Hub)
         request_log: [(method, path, status), ...] for every request (status 0: connection dropped)
         resolve_log: [dict(method, repo_type, repo_id, path, revision, status), ...] for file resolves
+        jobs: {job_id: dict(id, namespace, spec, stage, message, created_at, started_at, finished_at)}, the
+            submitted Jobs in order (``spec`` is the JSON body as submitted, secrets included)
+        job_final_stage: the stage a Job reaches after RUNNING ("COMPLETED", or e.g. "ERROR" to test failures)
     """
 
     def __init__(
@@ -842,6 +867,9 @@ class HubServer:
         self.verbose = verbose
         self.request_log: list[tuple[str, str, int]] = []
         self.resolve_log: list[dict] = []
+        self.jobs: dict[str, dict] = {}
+        self.job_final_stage = "COMPLETED"
+        self._jobs_lock = threading.Lock()
         self._storage = _Storage(self.root)
         self._faults: list[Fault] = []
         self._faults_lock = threading.Lock()
@@ -1227,6 +1255,10 @@ class _Handler(BaseHTTPRequestHandler):
                 except (ValueError, KeyError, TypeError) as e:
                     return _error_resp(400, f"Invalid fault: {e}")
                 return _json_resp({"ok": True, "faults": [f.to_dict() for f in added]})
+        if path == "/_test/jobs" and method == "GET":
+            with hub._jobs_lock:
+                jobs = [{k: job[k] for k in ("id", "namespace", "stage", "spec")} for job in hub.jobs.values()]
+            return _json_resp({"jobs": jobs})
         if path == "/_test/log":
             if method == "GET":
                 with hub._log_lock:
@@ -1333,10 +1365,21 @@ class _Handler(BaseHTTPRequestHandler):
             return self._whoami()
         if action == "validate_yaml" and method == "POST":
             return self._validate_yaml(body)
+        if action == "jobs" and method == "POST":
+            return self._job_create(route, body)
+        if action == "jobs" and method == "GET":
+            return self._job_list(route, query)
+        if action == "job" and method == "GET":
+            return self._job_inspect(route)
+        if action == "job_logs" and method == "GET":
+            return self._job_logs(route, query)
+        if action == "job_cancel" and method == "POST":
+            return self._job_cancel(route)
         if action == "unsupported_space":
             raise _HubError(404, "Repository not found (Spaces are not served by the test hub)", "RepoNotFound")
         if action in ("resolve", "info", "list", "tree", "paths_info", "preupload", "commit", "refs",
-                      "repo_create", "repo_delete", "whoami", "validate_yaml"):
+                      "repo_create", "repo_delete", "whoami", "validate_yaml", "jobs", "job", "job_logs",
+                      "job_cancel"):
             raise _HubError(405, f"Method {method} not allowed")
         raise _HubError(404, f"Not Found: {self.path}")
 
@@ -1823,6 +1866,127 @@ class _Handler(BaseHTTPRequestHandler):
         if err:
             return _json_resp({"errors": [{"message": err}], "warnings": []}, status=400)
         return _json_resp({"errors": [], "warnings": []})
+
+
+    # -- jobs ------------------------------------------------------------------------------------------------------
+
+    def _job_namespace(self, route: _Route, write: bool = False) -> str:
+        """The Jobs namespace of the request, which must be the token's user."""
+        tok = self._require_write() if write else self._token()
+        if tok is None:
+            raise _HubError(401, "You must be authenticated to use Jobs (no token provided)")
+        if route.namespace != self.hub.username:
+            raise _HubError(403, f"You don't have access to the namespace {route.namespace!r}")
+        return route.namespace
+
+    def _job(self, route: _Route) -> dict:
+        namespace = self._job_namespace(route)
+        job = self.hub.jobs.get(route.job_id or "")
+        if job is None or job["namespace"] != namespace:
+            raise _HubError(404, f"Job {route.job_id} not found")
+        return job
+
+    def _job_info(self, job: dict) -> dict:
+        """A Job as the Hub answers it (the JSON that huggingface_hub's ``JobInfo`` parses)."""
+        spec = job["spec"]
+        owner = {"id": _object_id("user", job["namespace"]), "name": job["namespace"], "type": "user"}
+        attempts = spec.get("attempts")
+        return {
+            "id": job["id"],
+            "createdAt": job["created_at"],
+            "startedAt": job["started_at"],
+            "finishedAt": job["finished_at"],
+            "dockerImage": spec.get("dockerImage"),
+            "spaceId": spec.get("spaceId"),
+            "command": spec.get("command"),
+            "arguments": spec.get("arguments") or [],
+            "environment": spec.get("environment") or {},
+            "secrets": dict.fromkeys(spec.get("secrets") or {}),  # names only: values are never echoed back
+            "flavor": spec.get("flavor"),
+            "labels": spec.get("labels"),
+            "status": {"stage": job["stage"], "message": job["message"]},
+            "owner": owner,
+            "initiator": {"type": "user", "id": owner["id"], "name": owner["name"]},
+            "retry": attempts - 1 if isinstance(attempts, int) else None,
+        }
+
+    def _job_create(self, route: _Route, body: bytes) -> _Resp:
+        namespace = self._job_namespace(route, write=True)
+        try:
+            spec = json.loads(body or b"{}")
+        except ValueError:
+            raise _HubError(400, "Invalid JSON body") from None
+        if not isinstance(spec, dict):
+            raise _HubError(400, "A Job spec must be a JSON object")
+        command = spec.get("command")
+        if not (isinstance(command, list) and command and all(isinstance(c, str) for c in command)):
+            raise _HubError(400, "command must be a non-empty list of strings")
+        if not isinstance(spec.get("dockerImage") or spec.get("spaceId"), str):
+            raise _HubError(400, "dockerImage or spaceId is required")
+        if not isinstance(spec.get("flavor"), str) or not spec["flavor"]:
+            raise _HubError(400, "flavor is required")
+        for key in ("environment", "secrets", "labels"):
+            value = spec.get(key, {})
+            if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+                raise _HubError(400, f"{key} must map names to strings")
+        bad = [v for v in (spec.get("labels") or {}).values() if not _JOB_LABEL_RE.match(v)]
+        if bad:
+            raise _HubError(400, f"Invalid label value {bad[0]!r}: only letters, digits, '-' and '_'")
+        timeout = spec.get("timeoutSeconds")
+        if timeout is not None and not (isinstance(timeout, int) and timeout > 0):
+            raise _HubError(400, "timeoutSeconds must be a positive integer")
+        now = _iso(time.time())
+        job = {"id": uuid.uuid4().hex[:24], "namespace": namespace, "spec": spec, "stage": "SCHEDULING",
+               "message": None, "created_at": now, "started_at": None, "finished_at": None}
+        with self.hub._jobs_lock:
+            self.hub.jobs[job["id"]] = job
+            return _json_resp(self._job_info(job))
+
+    def _job_list(self, route: _Route, query: dict[str, list[str]]) -> _Resp:
+        namespace = self._job_namespace(route)
+        stages = {s.upper() for s in query.get("stage", [])}
+        labels = [tuple(x.split("=", 1)) for x in query.get("label", []) if "=" in x]
+        with self.hub._jobs_lock:
+            jobs = [job for job in self.hub.jobs.values() if job["namespace"] == namespace
+                    and (not stages or job["stage"] in stages)
+                    and all((job["spec"].get("labels") or {}).get(k) == v for k, v in labels)]
+            return _json_resp([self._job_info(job) for job in jobs])
+
+    def _job_inspect(self, route: _Route) -> _Resp:
+        """The Job, one stage further on: SCHEDULING -> RUNNING -> ``job_final_stage``."""
+        with self.hub._jobs_lock:
+            job = self._job(route)
+            now = _iso(time.time())
+            if job["stage"] == "SCHEDULING":
+                job["stage"], job["started_at"] = "RUNNING", now
+            elif job["stage"] == "RUNNING":
+                job["stage"], job["finished_at"] = self.hub.job_final_stage, now
+                if job["stage"] == "ERROR":
+                    job["message"] = "Job failed with exit code: 1"
+            return _json_resp(self._job_info(job))
+
+    def _job_logs(self, route: _Route, query: dict[str, list[str]]) -> _Resp:
+        """The Job's log as server-sent events (``data: {"timestamp": ..., "data": ...}``), like the Hub."""
+        with self.hub._jobs_lock:
+            job = self._job(route)
+            spec, stage, created = job["spec"], job["stage"], job["created_at"]
+        lines = [f"===== Job started at {created} =====",
+                 f"image {spec.get('dockerImage') or spec.get('spaceId')} on {spec.get('flavor')}",
+                 "$ " + " ".join(spec.get("command") or [])]
+        if stage in _JOB_TERMINAL:
+            lines.append(f"the test hub ran nothing; stage {stage}")
+        tail = (query.get("tail") or [""])[-1]
+        if tail.isdigit():
+            lines = lines[-int(tail):] if int(tail) else []
+        events = "".join(f"data: {json.dumps({'timestamp': created, 'data': line})}\n\n" for line in lines)
+        return _Resp(200, {"Content-Type": "text/event-stream"}, events.encode())
+
+    def _job_cancel(self, route: _Route) -> _Resp:
+        with self.hub._jobs_lock:
+            job = self._job(route)
+            if job["stage"] not in _JOB_TERMINAL:
+                job["stage"], job["finished_at"] = "CANCELED", _iso(time.time())
+            return _json_resp(self._job_info(job))
 
 
 # --------------------------------------------------------------------------------------------------------------------

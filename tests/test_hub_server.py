@@ -502,6 +502,47 @@ def test_inject_validates_arguments(hub_server):
 
 
 # ------------------------------------------------------------------------------------------------------------------
+# Jobs
+# ------------------------------------------------------------------------------------------------------------------
+
+
+def test_jobs_api_run_inspect_list_logs_cancel(hub_server, monkeypatch):
+    monkeypatch.setenv("HF_TOKEN", WRITE_TOKEN)
+    api = HfApi()
+    job = api.run_job(image="python:3.12", command=["python", "-c", "print(1)"], flavor="a10g-small",
+                      timeout="2h", secrets={"HF_TOKEN": WRITE_TOKEN}, env={"A": "1"}, labels={"team": "x"})
+    assert job.status.stage == "SCHEDULING" and job.owner.name == "test-user" and job.flavor == "a10g-small"
+    assert job.secrets == {"HF_TOKEN": None} and job.environment == {"A": "1"}   # secret values never come back
+    spec = hub_server.jobs[job.id]["spec"]
+    assert spec["secrets"] == {"HF_TOKEN": WRITE_TOKEN} and spec["timeoutSeconds"] == 7200
+    assert spec["dockerImage"] == "python:3.12" and spec["labels"]["team"] == "x"
+    assert api.inspect_job(job_id=job.id).status.stage == "RUNNING"
+    assert api.wait_for_job(job.id, poll_interval=0.01).status.stage == "COMPLETED"
+    logs = list(api.fetch_job_logs(job_id=job.id))
+    assert "$ python -c print(1)" in logs and not any("Job started" in line for line in logs)
+    assert list(api.fetch_job_logs(job_id=job.id, tail=1)) == logs[-1:]
+
+    other = api.run_job(image="python:3.12", command=["sleep", "9"])
+    api.cancel_job(job_id=other.id)
+    assert api.inspect_job(job_id=other.id).status.stage == "CANCELED"
+    assert [j.id for j in api.list_jobs()] == [job.id, other.id]
+    assert [j.id for j in api.list_jobs(status="CANCELED")] == [other.id]
+    assert [j.id for j in api.list_jobs(labels={"team": "x"})] == [job.id]
+
+    with pytest.raises(HfHubHTTPError) as err:          # another namespace
+        api.inspect_job(job_id=job.id, namespace="someone-else")
+    assert err.value.response.status_code == 403
+    with pytest.raises(HfHubHTTPError) as err:
+        api.inspect_job(job_id="0" * 24)
+    assert err.value.response.status_code == 404
+    with pytest.raises(HfHubHTTPError) as err:          # read-only token
+        HfApi(token=READ_TOKEN).run_job(image="python:3.12", command=["true"], namespace="test-user")
+    assert err.value.response.status_code == 403
+    control = httpx2.get(f"{hub_server.url}/_test/jobs").json()["jobs"]
+    assert [(j["id"], j["stage"]) for j in control] == [(job.id, "COMPLETED"), (other.id, "CANCELED")]
+
+
+# ------------------------------------------------------------------------------------------------------------------
 # Control endpoints, hand start, shared fixtures
 # ------------------------------------------------------------------------------------------------------------------
 
