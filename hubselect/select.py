@@ -184,6 +184,15 @@ class MatchAndChoose:
     def rank(self, tables: ZooTables, target: str, train_records: pd.DataFrame,
              new_dataset: NewDataset | None = None, probe: str | None = None) -> pd.DataFrame:
         """Predicted expected rank (1 = best) and confidence of every model on ``target``."""
+        return self.rank_many(tables, [target], train_records, new_dataset=new_dataset, probe=probe)[target]
+
+    def rank_many(self, tables: ZooTables, targets: list[str], train_records: pd.DataFrame,
+                  new_dataset: NewDataset | None = None, probe: str | None = None) -> dict[str, pd.DataFrame]:
+        """:meth:`rank` for several targets from ONE fit on ``train_records`` (``new_dataset``, when
+        given, describes the only target)."""
+        if new_dataset is not None and len(targets) != 1:
+            raise ValueError("a new dataset is ranked on its own")
+        target = targets[0]
         models = list(tables.models["model"])
         datasets_df = dataset_feature_table(tables.datasets, probe)
         distances = _distances_for_probe(tables.distances, probe)
@@ -202,38 +211,40 @@ class MatchAndChoose:
         train["u"] = train.groupby("dataset")["score"].transform(
             lambda s: normalized_rank(s, tables.higher_is_better))
 
-        all_datasets = sorted(set(train["dataset"]) | {target}
+        all_datasets = sorted(set(train["dataset"]) | set(targets)
                               | (set(datasets_df["dataset"]) if datasets_df is not None else set())
                               | set(distances["dataset_a"]) | set(distances["dataset_b"]))
-        blocks_train, blocks_target = [], []
+        blocks_train = []
+        target_blocks: list = []          # functions of the target dataset: a row per model
         if self.use_features:
             model_enc = TabularEncoder("model").fit(tables.models)
             data_enc = TabularEncoder("dataset").fit(datasets_df)
             blocks_train += [model_enc.transform(tables.models, list(train["model"])),
                              data_enc.transform(datasets_df, list(train["dataset"]))]
-            blocks_target += [model_enc.transform(tables.models, models),
-                              data_enc.transform(datasets_df, [target] * len(models))]
+            model_block = model_enc.transform(tables.models, models)
+            target_blocks += [lambda t: model_block, lambda t: data_enc.transform(datasets_df, [t] * len(models))]
         if self.use_graph and self.edge_features == "hadamard":
             # The paper: one graph, the edge embedding is the element-wise product of node vectors.
             emb = self._embed(train, distances, tables.higher_is_better, models, all_datasets)
             blocks_train.append(self._hadamard(emb, list(train["model"]), list(train["dataset"])))
-            blocks_target.append(self._hadamard(emb, models, [target] * len(models)))
+            target_blocks.append(lambda t: self._hadamard(emb, models, [t] * len(models)))
         elif self.use_graph:
             blocks_train.append(self._proximity_rows(train, distances, tables.higher_is_better, models,
                                                      all_datasets))
             emb = self._embed(train, distances, tables.higher_is_better, models, all_datasets)
-            blocks_target.append(_proximity(emb, models, target))
+            target_blocks.append(lambda t: _proximity(emb, models, t))
         if self.rank_features:
             blocks_train.append(_record_features(train, distances, list(train["model"]), list(train["dataset"])))
-            blocks_target.append(_record_features(train, distances, models, [target] * len(models)))
-        X_train = np.hstack(blocks_train)
-        X_target = np.hstack(blocks_target)
+            target_blocks.append(lambda t: _record_features(train, distances, models, [t] * len(models)))
         n_classes = max(2, min(self.n_classes, int(train.groupby("dataset").size().max())))
         predictor = make_predictor(self.predictor, seed=self.seed, n_classes=n_classes)
-        predictor.fit(X_train, train["u"].to_numpy(), train["dataset"].to_numpy())
-        expected_u, confidence = predictor.predict(X_target)
-        return pd.DataFrame({"model": models, "expected_u": expected_u,
-                             "score": 1 + expected_u * (len(models) - 1), "confidence": confidence})
+        predictor.fit(np.hstack(blocks_train), train["u"].to_numpy(), train["dataset"].to_numpy())
+        out = {}
+        for t in targets:
+            expected_u, confidence = predictor.predict(np.hstack([block(t) for block in target_blocks]))
+            out[t] = pd.DataFrame({"model": models, "expected_u": expected_u,
+                                   "score": 1 + expected_u * (len(models) - 1), "confidence": confidence})
+        return out
 
     def _embed(self, train, distances, higher_is_better, models, datasets) -> dict:
         from hubselect.graph import build_matching_graph

@@ -859,47 +859,12 @@ def _ensemble_suggestions(tables, candidates: list[tuple[str, str]], k: int, *,
 def member_predictions(tables, train: pd.DataFrame, targets: list[str], *,
                        seed: int = 0,
                        predictor: str = "yetirank") -> dict[str, np.ndarray]:
-    """Normalised rank (0 = best) of every zoo model on each target, from ONE fit.
+    """Normalised rank (0 = best) of every zoo model on each target, from ONE fit of the
+    default Match & Choose (``MatchAndChoose.rank_many``)."""
+    from hubselect.select import MatchAndChoose
 
-    The inputs of ``MatchAndChoose().rank`` (model and dataset features and record
-    features; no node2vec), which fits once per target; a test checks they agree.
-    """
-    from hubselect.metrics import normalized_rank
-    from hubselect.ranker import TabularEncoder, make_predictor
-    from hubselect.select import (
-        _distances_for_probe,
-        _record_features,
-        compress_probe_columns,
-        dataset_feature_table,
-    )
-
-    probe = tables.probe
-    models = list(tables.models["model"])
-    datasets_df = dataset_feature_table(tables.datasets, probe)
-    if datasets_df is not None:
-        datasets_df = compress_probe_columns(datasets_df, probe, 16)
-    distances = _distances_for_probe(tables.distances, probe)
-    train = train[train["model"].isin(models)]
-    train = train[train.groupby("dataset")["model"].transform("size") >= 2].copy()
-    train["u"] = train.groupby("dataset")["score"].transform(
-        lambda s: normalized_rank(s, tables.higher_is_better))
-    model_enc = TabularEncoder("model").fit(tables.models)
-    data_enc = TabularEncoder("dataset").fit(datasets_df)
-    train_models, train_datasets = list(train["model"]), list(train["dataset"])
-    X = np.hstack([model_enc.transform(tables.models, train_models),
-                   data_enc.transform(datasets_df, train_datasets),
-                   _record_features(train, distances, train_models, train_datasets)])
-    n_classes = max(2, min(10, int(train.groupby("dataset").size().max())))
-    fitted = make_predictor(predictor, seed=seed, n_classes=n_classes)
-    fitted.fit(X, train["u"].to_numpy(), train["dataset"].to_numpy())
-    model_block = model_enc.transform(tables.models, models)
-    out = {}
-    for target in targets:
-        same = [target] * len(models)
-        X_t = np.hstack([model_block, data_enc.transform(datasets_df, same),
-                         _record_features(train, distances, models, same)])
-        out[target] = np.asarray(fitted.predict(X_t)[0], dtype=float)
-    return out
+    ranked = MatchAndChoose(predictor=predictor, seed=seed).rank_many(tables, targets, train, probe=tables.probe)
+    return {t: np.asarray(frame["expected_u"], dtype=float) for t, frame in ranked.items()}
 
 
 def cold_start_suggestions(candidates: list[tuple[str, str]],
