@@ -177,7 +177,8 @@ def main() -> None:
         peak = f"{r['peak_bytes'] / 2**30:.2f} GiB" if r["peak_bytes"] else "n/a"
         print(f"{name:10s} {r['steps_per_s']:8.3f} steps/s   peak GPU memory {peak}")
     if "diffusers" in results:
-        print(f"ratio hubselect / diffusers: {results['hubselect']['steps_per_s'] / results['diffusers']['steps_per_s']:.3f}")
+        ratio = results["hubselect"]["steps_per_s"] / results["diffusers"]["steps_per_s"]
+        print(f"ratio hubselect / diffusers: {ratio:.3f}")
 
 
 if __name__ == "__main__":

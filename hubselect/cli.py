@@ -232,13 +232,15 @@ def finetune(
                                                    help="Guidance when sampling (default: the pipeline's)."),
     checkpoint_every: int = typer.Option(500, "--checkpoint-every", help="Save a resumable checkpoint every N steps."),
     output: Optional[Path] = typer.Option(None, "--output", file_okay=False,
-                                          help="Run folder (default: $HF_HOME/hubselect/runs/<model>__<dataset>__<hash>;"
+                                          help="Run folder (default: "
+                                               "$HF_HOME/hubselect/runs/<model>__<dataset>__<hash>;"
                                                " the same command resumes there)."),
     mixed_precision: str = typer.Option("no", "--mixed-precision", help="no, fp16 or bf16 (accelerate)."),
     gradient_checkpointing: bool = typer.Option(False, "--gradient-checkpointing",
                                                 help="Trade compute for memory where the denoiser supports it."),
     adapter_repo: Optional[str] = typer.Option(None, "--adapter-repo",
-                                               help="Model repo for the adapter (default: <user>/<model>-<dataset>-lora)."),
+                                               help="Model repo for the adapter "
+                                                    "(default: <user>/<model>-<dataset>-lora)."),
     edges_repo: Optional[str] = typer.Option(None, "--edges-repo",
                                              help="Edge dataset repo (default: $HUBSELECT_EDGES_REPO or "
                                                   "hubselect/t2i-finetuning-records)."),
@@ -257,7 +259,8 @@ def finetune(
                             mixed_precision=mixed_precision, gradient_checkpointing=gradient_checkpointing,
                             image_column=image_column, caption_column=caption_column, split=split)
     bar = _progress_bar("finetune", "step")
-    sampling = {"before": _progress_bar("sample (pretrained)", "img"), "after": _progress_bar("sample (fine-tuned)", "img")}
+    sampling = {"before": _progress_bar("sample (pretrained)", "img"),
+                "after": _progress_bar("sample (fine-tuned)", "img")}
     out = run_finetune(config, zoo=zoo, push=push, adapter_repo=adapter_repo, edges_repo=edges_repo,
                        run_dir=output, checkpoint_every=checkpoint_every,
                        progress=lambda done, total, loss: bar(done, total, f"loss {loss:.4f}"),
@@ -440,7 +443,8 @@ def profile(
                                         help="clip, efficientnet (offline) or minilm (captions, offline). "
                                              "Default: the zoo's probe, else clip."),
     name: Optional[str] = typer.Option(None, "--name",
-                                       help="The dataset's name in the zoo (default: the Hub ID or the folder's name)."),
+                                       help="The dataset's name in the zoo "
+                                            "(default: the Hub ID or the folder's name)."),
     n: int = typer.Option(1000, "--n", min=2, help="How many images (captions) to sample."),
     image_column: Optional[str] = typer.Option(None, "--image-column", help="Image column of a Hub dataset."),
     caption_column: Optional[str] = typer.Option(None, "--caption-column", help="Caption column."),
@@ -493,9 +497,9 @@ def register_hf_extension(
     typer.echo(f"registered: `hf hubselect ...` now runs {hf_extension.find_executable()} ({manifest})")
 
 
-def main(prog_name: str = "hubselect") -> None:
-    """Entry point: run the app, turning every user-facing failure into one line and exit 2."""
-    logging.basicConfig(level=logging.WARNING, format="hubselect: %(message)s")
+def quiet_libraries(prog: str) -> None:
+    """Log our warnings as ``prog: message`` and silence the libraries' own advice."""
+    logging.basicConfig(level=logging.WARNING, format=f"{prog}: %(message)s")
     # Library advice (convergence, deprecations) is for developers, not for a ranking's reader.
     import warnings
     for module in ("sklearn", "catboost", "xgboost", "datasets", "transformers", "diffusers", "torch"):
@@ -506,6 +510,11 @@ def main(prog_name: str = "hubselect") -> None:
     hf_logging.set_verbosity_error()
     for noisy in ("httpx", "httpx2", "diffusers", "transformers"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
+
+
+def main(prog_name: str = "hubselect") -> None:
+    """Entry point: run the app, turning every user-facing failure into one line and exit 2."""
+    quiet_libraries("hubselect")
     command = typer.main.get_command(app)
     try:
         command.main(prog_name=prog_name, standalone_mode=False)

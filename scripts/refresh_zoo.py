@@ -41,7 +41,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import logging
 import math
 import os
 import shutil
@@ -509,16 +508,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def _quiet_libraries() -> None:
-    import warnings
-    logging.basicConfig(level=logging.WARNING, format=f"{PROG}: %(message)s")
-    for module in ("sklearn", "catboost", "xgboost", "datasets", "transformers", "diffusers", "torch"):
-        warnings.filterwarnings("ignore", module=module)
     from huggingface_hub.utils import disable_progress_bars
-    from huggingface_hub.utils import logging as hf_logging
-    hf_logging.set_verbosity_error()
+
+    from hubselect.cli import quiet_libraries
+    quiet_libraries(PROG)
     disable_progress_bars()
-    for noisy in ("httpx", "httpx2", "diffusers", "transformers"):
-        logging.getLogger(noisy).setLevel(logging.ERROR)
 
 
 def main(argv: list[str] | None = None, quiet_libraries: bool = False) -> int:

@@ -246,7 +246,8 @@ def test_malformed_datasets_are_refused(pipelines, tmp_path, hub_server):
     _assert_one_line_error(run_cli(*_finetune_args(model, partial, zoo)), r"\d of 6 images have no caption")
 
     _assert_one_line_error(run_cli(*_finetune_args(model, tmp_path / "absent", zoo)), "no such folder")
-    _assert_one_line_error(run_cli(*_finetune_args(model, partial, zoo, "--lr", "-1")), "--lr must be a positive number")
+    _assert_one_line_error(run_cli(*_finetune_args(model, partial, zoo, "--lr", "-1")),
+                           "--lr must be a positive number")
     assert Zoo.open(zoo).read_table("records") is None
 
 
