@@ -157,6 +157,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=10)
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--images", type=int, default=64)
+    parser.add_argument("--repeat", type=int, default=1, help="alternate the two trainers this many times")
     args = parser.parse_args()
     gpu = torch.cuda.is_available()
     args.resolution = args.resolution or (32 if args.tiny else 512)
@@ -170,15 +171,20 @@ def main() -> None:
         device = torch.cuda.get_device_name(0) if gpu else "cpu"
         print(f"device: {device}; {'tiny SD' if args.tiny else 'SD 1.5-sized'} UNet, {args.resolution} px, "
               f"batch {args.batch_size}, {args.mixed_precision}, {args.steps} timed steps after {args.warmup}")
-        results = {"hubselect": run_hubselect(pipe, data, args, work)}
-        if args.diffusers_script:
-            results["diffusers"] = run_diffusers(args.diffusers_script.resolve(), pipe, data, args, work)
-    for name, r in results.items():
-        peak = f"{r['peak_bytes'] / 2**30:.2f} GiB" if r["peak_bytes"] else "n/a"
-        print(f"{name:10s} {r['steps_per_s']:8.3f} steps/s   peak GPU memory {peak}")
-    if "diffusers" in results:
-        ratio = results["hubselect"]["steps_per_s"] / results["diffusers"]["steps_per_s"]
-        print(f"ratio hubselect / diffusers: {ratio:.3f}")
+        runs: dict[str, list[dict]] = {"hubselect": [], "diffusers": []}
+        for i in range(args.repeat):       # alternated, so that drifts of a shared machine hit both
+            runs["hubselect"].append(run_hubselect(pipe, data, args, work / f"h{i}"))
+            if args.diffusers_script:
+                runs["diffusers"].append(run_diffusers(args.diffusers_script.resolve(), pipe, data, args,
+                                                       work / f"d{i}"))
+    for name, rs in runs.items():
+        for i, r in enumerate(rs):
+            peak = f"{r['peak_bytes'] / 2**30:.2f} GiB" if r["peak_bytes"] else "n/a"
+            print(f"{name:10s} run {i + 1}: {r['steps_per_s']:8.3f} steps/s   peak GPU memory {peak}")
+    if runs["diffusers"]:
+        ratios = [h["steps_per_s"] / d["steps_per_s"] for h, d in zip(runs["hubselect"], runs["diffusers"])]
+        print("ratio hubselect / diffusers per pair: " + ", ".join(f"{r:.3f}" for r in ratios)
+              + f"; median {float(np.median(ratios)):.3f}")
 
 
 if __name__ == "__main__":
