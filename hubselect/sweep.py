@@ -111,31 +111,21 @@ def resolve_models(models: Iterable[str], *, hub_only: bool = False,
     With ``verify`` a Hub ID must name an existing diffusers pipeline repo;
     ``hub_only`` refuses local folders (a Job on the Hub cannot see them).
     """
+    from hubselect.finetune.trainer import resolve_model
+
     out: dict[str, str] = {}
     for model in split_names(models):
-        path = Path(model).expanduser()
-        if path.exists():
-            if hub_only:
-                raise UserError(f"{model} is a local folder; --backend hf-jobs needs "
-                                "Hub model IDs (push the pipeline to the Hub first)")
-            if not (path / "model_index.json").is_file():
-                raise UserError(f"{model}: not a diffusers pipeline folder "
-                                "(no model_index.json)")
-            out[model] = path.resolve().name
-            continue
-        if not is_repo_id(model):
-            raise UserError(f"{model}: no such folder, and not a Hub model ID "
-                            "(owner/name)")
-        if verify:
-            client = client or HubClient()
-            try:
-                meta = client.repo_meta(model)
-            except HubError as exc:
-                raise _hub_check("model", model, exc) from None
-            if "model_index.json" not in meta.files:
-                raise UserError(f"{model}: not a diffusers pipeline repo "
-                                "(no model_index.json)")
-        out[model] = model
+        local = Path(model).expanduser().exists()
+        if local and hub_only:
+            raise UserError(f"{model} is a local folder; --backend hf-jobs needs "
+                            "Hub model IDs (push the pipeline to the Hub first)")
+        if local or verify:
+            # what `finetune` itself checks first: model_index.json and a known family
+            out[model] = resolve_model(model, client=client).name
+        elif not is_repo_id(model):
+            raise UserError(f"{model}: no such folder, and not a Hub model ID (owner/name)")
+        else:
+            out[model] = model
     _check_unique(out, "models")
     return out
 
