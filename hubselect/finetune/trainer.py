@@ -19,6 +19,7 @@ takes its share of every global batch, and only the main process scores, writes 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -234,12 +235,17 @@ def _generator(seed: int, step: int, stream: int) -> torch.Generator:
     return torch.Generator().manual_seed(mixed)
 
 
+@functools.lru_cache(maxsize=4)
+def _epoch_order(seed: int, epoch: int, n: int) -> tuple[int, ...]:
+    return tuple(torch.randperm(n, generator=_generator(seed, epoch, 0)).tolist())
+
+
 def batch_indices(seed: int, step: int, batch_size: int, n: int) -> list[int]:
     """Items of step ``step``'s global batch: consecutive slices of one seeded permutation per epoch."""
     out = []
     for pos in range(step * batch_size, (step + 1) * batch_size):
         epoch, i = divmod(pos, n)
-        out.append(int(torch.randperm(n, generator=_generator(seed, epoch, 0))[i]))
+        out.append(_epoch_order(seed, epoch, n)[i])
     return out
 
 
@@ -594,7 +600,7 @@ class Trainer:
     # -- one step's loss --------------------------------------------------------------------------------
     def _loss(self, model, items, generator: torch.Generator) -> torch.Tensor:
         pipe, family, accelerator = self.pipe, self.family, self.accelerator
-        pixels = to_pixels([s.image for s in items]).to(accelerator.device)
+        pixels = to_pixels([s.image for s in items], accelerator.device)
         with torch.no_grad():
             latents = family.encode_images(pipe, pixels, generator).float()
             cond = family.encode_captions(pipe, [s.caption for s in items], accelerator.device)
