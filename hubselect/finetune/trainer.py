@@ -422,6 +422,10 @@ class Trainer:
                                            caption_column=self.config.caption_column, split=self.config.split)
         if self.run_dir is None:
             self.run_dir = default_run_dir(self.resolved.name, self.source.dataset, self.config.key())
+        if self.finished() is None:
+            # the scoring probe's weights, before the pipeline's (a probe that cannot load fails fast)
+            from hubselect.probes import get_probe
+            get_probe(self.config.probe)
 
     def run(self) -> FinetuneResult:
         """Load, score the pretrained pipeline, train (resuming if a checkpoint exists), score again."""
