@@ -425,7 +425,11 @@ class Trainer:
         if self.finished() is None:
             # the scoring probe's weights, before the pipeline's (a probe that cannot load fails fast)
             from hubselect.probes import get_probe
-            get_probe(self.config.probe)
+            try:
+                get_probe(self.config.probe)
+            except UserError as exc:
+                raise UserError(f"{exc} (for fine-tuning, in a zoo whose metric is that probe's: "
+                                "hubselect finetune ... --zoo DIR)") from None
 
     def run(self) -> FinetuneResult:
         """Load, score the pretrained pipeline, train (resuming if a checkpoint exists), score again."""
