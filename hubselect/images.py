@@ -427,7 +427,8 @@ class FolderSource(DataSource):
 # Hub datasets (streamed through `datasets`)
 # ------------------------------------------------------------------------------------------------
 
-def _hub_user_error(repo_id: str, exc: HubError) -> UserError:
+def dataset_hub_error(repo_id: str, exc: HubError) -> UserError:
+    """What a user should know when the Hub refuses or lacks a dataset."""
     reason = exc.reason
     if reason == "not_found":
         return UserError(f"dataset {repo_id} not found on the Hub (if it is private, set HF_TOKEN)")
@@ -471,7 +472,7 @@ class HubSource(DataSource):
         try:   # the commit sha pins the data read below, and is recorded as the profile's revision
             info = client.dataset_meta(repo_id)
         except HubError as exc:
-            raise _hub_user_error(repo_id, exc) from None
+            raise dataset_hub_error(repo_id, exc) from None
         if info.gated and not client.token:
             raise UserError(f"dataset {repo_id} is gated: accept its conditions on the Hub and set HF_TOKEN")
         sha = info.sha

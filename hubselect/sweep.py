@@ -45,6 +45,7 @@ import pandas as pd
 
 from hubselect.errors import HubError, UserError
 from hubselect.hub import HubClient, is_offline, is_repo_id
+from hubselect.images import dataset_hub_error
 
 log = logging.getLogger(__name__)
 
@@ -91,16 +92,6 @@ def split_names(values: Iterable[str] | None) -> list[str]:
             if item and item not in out:
                 out.append(item)
     return out
-
-
-def _hub_check(kind: str, name: str, exc: HubError) -> UserError:
-    reason = getattr(exc, "reason", "")
-    if reason == "not_found":
-        return UserError(f"{name}: no such {kind} repo on the Hub")
-    if reason in ("gated", "unauthorized"):
-        return UserError(f"{name}: gated or private {kind} repo (accept its conditions "
-                         "on the Hub and set HF_TOKEN)")
-    return UserError(f"{name}: cannot check the {kind} repo on the Hub: {exc}")
 
 
 def resolve_models(models: Iterable[str], *, hub_only: bool = False,
@@ -154,7 +145,7 @@ def resolve_datasets(datasets: Iterable[str], *, hub_only: bool = False,
             try:
                 client.dataset_meta(dataset)
             except HubError as exc:
-                raise _hub_check("dataset", dataset, exc) from None
+                raise dataset_hub_error(dataset, exc) from None
         out[dataset] = dataset
     _check_unique(out, "datasets")
     return out
@@ -549,22 +540,12 @@ def _running_jobs(client: HubClient, namespace: str) -> dict:
 
 def _job_namespace(client: HubClient, namespace: str | None) -> str:
     """The namespace to run Jobs in (default: the token's user); checks the token."""
-    if not client.token:
-        raise UserError("--backend hf-jobs needs a Hub token with write access (set "
-                        "HF_TOKEN or run `hf auth login`): the Jobs push their results")
-    try:
-        who = client.whoami()
-    except HubError as exc:
-        if getattr(exc, "reason", "") == "unauthorized":
-            raise UserError("--backend hf-jobs: the Hub refused the token (set "
-                            "HF_TOKEN to a valid token with write access)") from None
-        raise UserError(f"--backend hf-jobs: cannot check the token: {exc}") from None
-    if who.get("role") not in (None, "write", "admin", "fineGrained"):
-        raise UserError(f"--backend hf-jobs: the token of {who.get('name')} is "
-                        f"{who.get('role')}-only; a token with write access is needed")
+    from hubselect.finetune.publish import require_write_token
+
+    user = require_write_token(client, "--backend hf-jobs")     # the Jobs push their results
     if namespace is not None and not is_repo_id(f"{namespace}/x"):
         raise UserError(f"invalid --namespace {namespace!r}")
-    return namespace or who["name"]
+    return namespace or user
 
 
 def wait_jobs(jobs: list[dict], *, client: HubClient | None = None,

@@ -49,6 +49,8 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from hubselect.hub import is_repo_id
+
 EVALUATION_FILE = "evaluation.json"
 GUARD_METHOD = "mc"
 GUARD_FIGURES = ("osr", "weighted_tau")       # column names of hubselect.metrics.summarize
@@ -92,11 +94,6 @@ def _is_int(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _is_repo_id(text: str) -> bool:
-    from hubselect.hub import is_repo_id
-    return is_repo_id(text)
-
-
 def load_config(path: Path | None) -> RefreshConfig:
     """The configuration in ``path`` (JSON), validated; defaults without a file. Raises ConfigError."""
     cfg = RefreshConfig()
@@ -120,7 +117,7 @@ def load_config(path: Path | None) -> RefreshConfig:
         ds = raw["datasets"]
         if not isinstance(ds, list) or not all(isinstance(d, str) and d.strip() for d in ds):
             raise ConfigError(f"{where}: datasets must be a list of dataset IDs (strings)")
-        bad = [d for d in ds if not (_is_repo_id(d) or Path(d).is_dir())]
+        bad = [d for d in ds if not (is_repo_id(d) or Path(d).is_dir())]
         if bad:
             raise ConfigError(f"{where}: {bad[0]!r} is neither a Hub dataset ID (owner/name) nor a local folder")
         dup = sorted({d for d in ds if ds.count(d) > 1})
@@ -136,7 +133,7 @@ def load_config(path: Path | None) -> RefreshConfig:
             raise ConfigError(f"{where}: pinned must be true or false, got {raw['pinned']!r}")
         cfg.pinned = raw["pinned"]
     if raw.get("edges_repo") is not None:
-        if not isinstance(raw["edges_repo"], str) or not _is_repo_id(raw["edges_repo"]):
+        if not isinstance(raw["edges_repo"], str) or not is_repo_id(raw["edges_repo"]):
             raise ConfigError(f"{where}: edges_repo must be a dataset repo ID (owner/name), got {raw['edges_repo']!r}")
         cfg.edges_repo = raw["edges_repo"]
     if raw.get("variant") is not None:
@@ -323,7 +320,7 @@ def rank_and_download(datasets: list[str], zoo_dir: Path, download_dir: Path | N
         entry: dict = {"dataset": ds}
         try:
             ranking = rank(ds, zoo=zoo_dir, seed=cfg.seed)
-            candidates = [r for r in ranking.models if _is_repo_id(r.model)]
+            candidates = [r for r in ranking.models if is_repo_id(r.model)]
             if not candidates:
                 raise UserError("no ranked model is a Hub repo ID: nothing to download")
             top = candidates[0]
@@ -525,7 +522,7 @@ def main(argv: list[str] | None = None, quiet_libraries: bool = False) -> int:
         if args.no_pinned:
             cfg.pinned = False
         if args.edges_repo is not None:
-            if not _is_repo_id(args.edges_repo):
+            if not is_repo_id(args.edges_repo):
                 raise ConfigError(f"--edges-repo: expected a dataset repo ID (owner/name), got {args.edges_repo!r}")
             cfg.edges_repo = args.edges_repo
         from hubselect.zoo import default_zoo_dir

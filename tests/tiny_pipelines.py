@@ -85,6 +85,17 @@ def _corpus() -> tuple[str, ...]:
     return tuple(captions * 20 + [s.capitalize() if i % 2 else s for i, s in enumerate(sentences)])
 
 
+def _tokenizer_folder(name: str, config: dict, files: dict[str, bytes | str]) -> Path:
+    """Write a tokenizer folder: its files and a tokenizer_config.json."""
+    folder = _cache_dir() / name
+    folder.mkdir(exist_ok=True)
+    for filename, content in files.items():
+        data = content.encode("utf-8") if isinstance(content, str) else content
+        (folder / filename).write_bytes(data)
+    (folder / "tokenizer_config.json").write_text(json.dumps(config))
+    return folder
+
+
 @functools.cache
 def clip_tokenizer_dir(pad_token: str = "<|endoftext|>") -> Path:
     """CLIPTokenizer files (vocab.json, merges.txt) with OpenAI CLIP's ids, truncated to CLIP_VOCAB.
@@ -95,15 +106,13 @@ def clip_tokenizer_dir(pad_token: str = "<|endoftext|>") -> Path:
     merges = _clip_merges()[:CLIP_VOCAB - 2 * len(alphabet) - 2]
     vocab = alphabet + [c + "</w>" for c in alphabet] + [m.replace(" ", "") for m in merges]
     vocab += ["<|startoftext|>", "<|endoftext|>"]
-    folder = _cache_dir() / f"clip-{'bang' if pad_token == '!' else 'eot'}"
-    folder.mkdir(exist_ok=True)
-    (folder / "vocab.json").write_text(json.dumps({tok: i for i, tok in enumerate(vocab)}, ensure_ascii=False))
-    (folder / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n", encoding="utf-8")
-    (folder / "tokenizer_config.json").write_text(json.dumps({
-        "tokenizer_class": "CLIPTokenizer", "model_max_length": 77, "do_lower_case": True,
-        "bos_token": "<|startoftext|>", "eos_token": "<|endoftext|>", "unk_token": "<|endoftext|>",
-        "pad_token": pad_token}))
-    return folder
+    return _tokenizer_folder(
+        f"clip-{'bang' if pad_token == '!' else 'eot'}",
+        {"tokenizer_class": "CLIPTokenizer", "model_max_length": 77, "do_lower_case": True,
+         "bos_token": "<|startoftext|>", "eos_token": "<|endoftext|>", "unk_token": "<|endoftext|>",
+         "pad_token": pad_token},
+        {"vocab.json": json.dumps({tok: i for i, tok in enumerate(vocab)}, ensure_ascii=False),
+         "merges.txt": "#version: 0.2\n" + "\n".join(merges) + "\n"})
 
 
 @functools.cache
@@ -120,13 +129,10 @@ def t5_tokenizer_dir() -> Path:
         show_progress=False))
     tok.post_processor = processors.TemplateProcessing(single="$A </s>", pair="$A </s> $B </s>",
                                                        special_tokens=[("</s>", 1)])
-    folder = _cache_dir() / "t5"
-    folder.mkdir()
-    tok.save(str(folder / "tokenizer.json"))
-    (folder / "tokenizer_config.json").write_text(json.dumps({
-        "tokenizer_class": "T5Tokenizer", "model_max_length": 512, "extra_ids": 100,
-        "eos_token": "</s>", "unk_token": "<unk>", "pad_token": "<pad>"}))
-    return folder
+    return _tokenizer_folder(
+        "t5", {"tokenizer_class": "T5Tokenizer", "model_max_length": 512, "extra_ids": 100,
+               "eos_token": "</s>", "unk_token": "<unk>", "pad_token": "<pad>"},
+        {"tokenizer.json": tok.to_str()})
 
 
 @functools.cache
@@ -152,14 +158,11 @@ def gemma_tokenizer_dir() -> Path:
     tok.add_special_tokens(specials)
     tok.post_processor = processors.TemplateProcessing(single="<bos> $A", pair="<bos> $A <bos> $B",
                                                        special_tokens=[("<bos>", 2)])
-    folder = _cache_dir() / "gemma"
-    folder.mkdir()
-    tok.save(str(folder / "tokenizer.json"))
-    (folder / "tokenizer_config.json").write_text(json.dumps({
-        "tokenizer_class": "GemmaTokenizer", "model_max_length": 8192, "add_bos_token": True,
-        "add_eos_token": False, "padding_side": "right", "pad_token": "<pad>", "eos_token": "<eos>",
-        "bos_token": "<bos>", "unk_token": "<unk>", "mask_token": "<mask>"}))
-    return folder
+    return _tokenizer_folder(
+        "gemma", {"tokenizer_class": "GemmaTokenizer", "model_max_length": 8192, "add_bos_token": True,
+                  "add_eos_token": False, "padding_side": "right", "pad_token": "<pad>", "eos_token": "<eos>",
+                  "bos_token": "<bos>", "unk_token": "<unk>", "mask_token": "<mask>"},
+        {"tokenizer.json": tok.to_str()})
 
 
 @functools.cache
@@ -173,13 +176,10 @@ def chatglm_tokenizer_dir() -> Path:
         sentence_iterator=iter(_corpus()), model_writer=model, vocab_size=TOKENIZER_SIZES["chatglm"],
         model_type="bpe", unk_id=0, bos_id=1, eos_id=2, pad_id=-1, character_coverage=1.0,
         num_threads=1, minloglevel=2)
-    folder = _cache_dir() / "chatglm"
-    folder.mkdir()
-    (folder / "tokenizer.model").write_bytes(model.getvalue())
-    (folder / "tokenizer_config.json").write_text(json.dumps({
-        "tokenizer_class": "ChatGLMTokenizer", "padding_side": "left", "clean_up_tokenization_spaces": False,
-        "model_max_length": 1024}))
-    return folder
+    return _tokenizer_folder(
+        "chatglm", {"tokenizer_class": "ChatGLMTokenizer", "padding_side": "left",
+                    "clean_up_tokenization_spaces": False, "model_max_length": 1024},
+        {"tokenizer.model": model.getvalue()})
 
 
 def clip_tokenizer(pad_token: str = "<|endoftext|>"):

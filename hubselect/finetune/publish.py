@@ -29,20 +29,30 @@ def default_adapter_repo(user: str, model: str, dataset: str) -> str:
     return f"{user}/{_slug(model)}-{_slug(dataset)}-lora"
 
 
-def check_push_access(client: HubClient, adapter_repo: str | None, model: str, dataset: str) -> str:
-    """The adapter repo ID to push to, after checking that the token can write; :class:`UserError` if not."""
-    if adapter_repo is not None and not is_repo_id(adapter_repo):
-        raise UserError(f"invalid --adapter-repo {adapter_repo!r} (expected owner/name)")
+def require_write_token(client: HubClient, what: str) -> str:
+    """The token's user name, after checking that the token can write; :class:`UserError` if not.
+    ``what`` names the option that needs it (``--push``, ``--backend hf-jobs``)."""
+    missing = f"{what} needs a Hub token with write access: set HF_TOKEN or run `hf auth login`"
+    if not client.token:
+        raise UserError(missing)
     try:
         who = client.whoami()
     except HubError as exc:
         if getattr(exc, "reason", "") == "unauthorized":
-            raise UserError("--push needs a Hub token with write access: set HF_TOKEN or run `hf auth login`") from None
-        raise UserError(f"--push: cannot check the token: {exc}") from None
+            raise UserError(f"{missing} (the Hub refused this one)") from None
+        raise UserError(f"{what}: cannot check the token: {exc}") from None
     if who.get("role") not in (None, "write", "admin", "fineGrained"):
-        raise UserError(f"--push: the token of {who.get('name')} is {who.get('role')}-only; "
+        raise UserError(f"{what}: the token of {who.get('name')} is {who.get('role')}-only; "
                         "a token with write access is needed")
-    return adapter_repo or default_adapter_repo(who["name"], model, dataset)
+    return who["name"]
+
+
+def check_push_access(client: HubClient, adapter_repo: str | None, model: str, dataset: str) -> str:
+    """The adapter repo ID to push to, after checking that the token can write; :class:`UserError` if not."""
+    if adapter_repo is not None and not is_repo_id(adapter_repo):
+        raise UserError(f"invalid --adapter-repo {adapter_repo!r} (expected owner/name)")
+    user = require_write_token(client, "--push")
+    return adapter_repo or default_adapter_repo(user, model, dataset)
 
 
 def adapter_card(record: dict, hyperparameters: dict, scores: dict, initial_scores: dict) -> str:
