@@ -80,7 +80,7 @@ def _order_of(tables, per, method, dataset):
         elif method == "direct":
             _ORDERS[key] = direct_order(tables, train, dataset, models, tables.higher_is_better, 0)
         else:
-            pred = main_methods()[method].rank(tables, dataset, train, probe=tables.probe)
+            pred = main_methods()[method].fit(tables.without(dataset)).predict(dataset)
             _ORDERS[key] = list(pred.sort_values(["score", "model"])["model"])
     return _ORDERS[key]
 

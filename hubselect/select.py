@@ -17,7 +17,8 @@ the models it covers, labelled as such.
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass, field
+import warnings
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -93,6 +94,15 @@ class ZooTables:
                    info=zoo.read_table("model_info"), higher_is_better=meta.higher_is_better,
                    metric=meta.metric, probe=meta.probe)
 
+    def without(self, dataset: str) -> "ZooTables":
+        """The zoo as it looks to a dataset's own ranking when that dataset is held out: its records
+        removed; its features, profile and distances kept (they are known before any fine-tuning)."""
+        return self.with_records(self.records[self.records["dataset"] != dataset])
+
+    def with_records(self, records: pd.DataFrame) -> "ZooTables":
+        """The same zoo with other training records (a held-out or thinned view)."""
+        return replace(self, records=records)
+
     def known_datasets(self) -> set[str]:
         known = set(self.records["dataset"])
         if self.datasets is not None:
@@ -142,139 +152,306 @@ def _distances_for_probe(distances: pd.DataFrame, probe: str | None) -> pd.DataF
     return distances
 
 
-class MatchAndChoose:
-    """The M&C ranker over one zoo's tables (fit on the training records, predict for a dataset).
+# Robust aggregates of the training datasets' rankings: the prior the learner departs from. "mean"
+# is the paper's Overall baseline; the others resist one dataset that ranks a model oddly.
+PRIOR_AGGREGATES = ("mean", "median", "trimmed-mean", "mean-median")
+# How far the learned ranking may move the prior (0 = the prior alone, 1 = the learner alone).
+BLEND_GRID = (0.0, 0.25, 0.5, 0.75, 1.0)
+GRAPH_DIM, GRAPH_WALKS, GRAPH_WALK_LENGTH = 32, 10, 20
+N_RANK_BINS = 10
 
-    Parameters are visible and nothing happens in the constructor.
+
+def aggregate_ranks(U: np.ndarray, how: str) -> np.ndarray:
+    """One value per row of the models × datasets normalised-rank matrix ``U`` (NaN = no record)."""
+    have = ~np.isnan(U)
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)      # rows without any record stay NaN
+        if how == "mean":
+            return np.nanmean(U, axis=1)
+        if how == "median":
+            return np.nanmedian(U, axis=1)
+        if how == "mean-median":
+            return 0.5 * (np.nanmean(U, axis=1) + np.nanmedian(U, axis=1))
+        if how == "trimmed-mean":        # drop the lowest and highest 20 % of each model's ranks
+            out = np.full(len(U), np.nan)
+            for i, (row, ok) in enumerate(zip(U, have)):
+                r = np.sort(row[ok])
+                cut = int(0.2 * len(r))
+                if len(r):
+                    out[i] = r[cut:len(r) - cut].mean()
+            return out
+    raise ValueError(f"unknown aggregate {how!r}; choose from {', '.join(PRIOR_AGGREGATES)}")
+
+
+def _positions(values: np.ndarray) -> np.ndarray:
+    """Normalised positions in [0, 1] (0 = first) of ascending ``values``; NaN last."""
+    s = pd.Series(values)
+    if len(s) < 2:
+        return np.zeros(len(s))
+    return (s.rank(method="average", na_option="bottom").to_numpy() - 1) / (len(s) - 1)
+
+
+def _order(values: np.ndarray, models: list[str]) -> list[str]:
+    key = np.where(np.isnan(values), np.inf, values)
+    return [models[i] for i in np.lexsort((np.array(models, dtype=object).astype(str), key))]
+
+
+class MatchAndChoose:
+    """The selector: ``fit(tables)`` on a zoo's records, then ``predict(dataset)`` ranks every model.
+
+    A ranking is the **prior** (a robust aggregate of the training datasets' rankings: the paper's
+    Overall or a steadier statistic) moved towards the **learned ranking** of a predictor over
+    [model features, dataset features, graph evidence] by a blend weight ``α``. With ``prior`` and
+    ``blend`` left on ``"auto"``, both are chosen by an inner leave-one-dataset-out over the training
+    datasets alone (the aggregate first, then α), preferring the plain mean and α = 0 on ties. A zoo
+    whose datasets carry nothing but names (no varying dataset feature, no distance) gets α = 0:
+    there no learner can know more than the aggregate of the other datasets' rankings.
+
+    Parameters are stored as given; nothing happens in the constructor.
     """
 
-    def __init__(self, predictor: str = "yetirank", dim: int = 32, num_walks: int = 10, walk_length: int = 20,
-                 p: float = 1.0, q: float = 1.0, epochs: int = 5, subsample: float = 0.0, n_classes: int = 10,
-                 use_features: bool = True, use_graph: bool = False, knn: int | None = None,
-                 edge_features: str = "proximity", probe_components: int | None = 16,
-                 rank_features: bool = True, seed: int = 0):
+    def __init__(self, predictor: str = "yetirank", prior: str = "auto", blend: float | str = "auto",
+                 use_features: bool = True, use_graph: bool = False, edge_features: str = "proximity",
+                 rank_features: bool = True, probe_components: int | None = 16, epochs: int = 5,
+                 subsample: float = 0.0, seed: int = 0):
         self.predictor = predictor
-        self.dim = dim
-        self.num_walks = num_walks
-        self.walk_length = walk_length
-        self.p = p
-        self.q = q
+        self.prior = prior
+        self.blend = blend
+        self.use_features = use_features
+        self.use_graph = use_graph
+        self.edge_features = edge_features
+        # The model's record so far: its mean rank on the other datasets and the same mean weighted
+        # by how close those datasets are. Computed leaving the row's own dataset out, so that
+        # training rows see what a new dataset sees.
+        self.rank_features = rank_features
+        # A probe's mean embedding has 512-1280 dimensions and a zoo has tens of datasets: the
+        # leading principal components carry what tells datasets apart, at a fraction of the
+        # predictor's cost. None keeps the raw vector (the paper's).
+        self.probe_components = probe_components
         # A matching graph has tens to hundreds of nodes, each frequent in the walks: word2vec's
         # frequent-word subsampling (1e-3 by default) would drop most of the corpus and one epoch
         # leaves the vectors nearly collinear; no subsampling and five epochs separate them.
         self.epochs = epochs
         self.subsample = subsample
-        self.n_classes = n_classes
-        self.use_features = use_features
-        self.use_graph = use_graph
-        self.knn = knn
-        if edge_features not in EDGE_FEATURES:
-            raise UserError(f"unknown edge features {edge_features!r}; choose from {', '.join(EDGE_FEATURES)}")
-        self.edge_features = edge_features
-        # A probe's mean embedding has 512-1280 dimensions and a zoo has tens of datasets: the
-        # leading principal components carry what tells datasets apart, at a fraction of the
-        # predictor's cost. None keeps the raw vector (the paper's).
-        self.probe_components = probe_components
-        # The model's record so far: its mean rank on the other datasets and the same mean weighted
-        # by how close those datasets are. Computed leaving the row's own dataset out, so that
-        # training rows see what a new dataset sees.
-        self.rank_features = rank_features
         self.seed = seed
 
-    def rank(self, tables: ZooTables, target: str, train_records: pd.DataFrame,
-             new_dataset: NewDataset | None = None, probe: str | None = None) -> pd.DataFrame:
-        """Predicted expected rank (1 = best) and confidence of every model on ``target``."""
-        return self.rank_many(tables, [target], train_records, new_dataset=new_dataset, probe=probe)[target]
+    # -- fit ---------------------------------------------------------------------------------------
 
-    def rank_many(self, tables: ZooTables, targets: list[str], train_records: pd.DataFrame,
-                  new_dataset: NewDataset | None = None, probe: str | None = None) -> dict[str, pd.DataFrame]:
-        """:meth:`rank` for several targets from ONE fit on ``train_records`` (``new_dataset``, when
-        given, describes the only target)."""
-        if new_dataset is not None and len(targets) != 1:
+    def fit(self, tables: "ZooTables") -> "MatchAndChoose":
+        """Learn from ``tables.records`` (use ``tables.without(dataset)`` to hold a dataset out)."""
+        if self.edge_features not in EDGE_FEATURES:
+            raise UserError(f"unknown edge features {self.edge_features!r}; choose from {', '.join(EDGE_FEATURES)}")
+        if self.prior != "auto" and self.prior not in PRIOR_AGGREGATES:
+            raise UserError(f"unknown prior {self.prior!r}; choose from auto, {', '.join(PRIOR_AGGREGATES)}")
+        if self.blend != "auto" and not (isinstance(self.blend, (int, float)) and 0 <= self.blend <= 1):
+            raise UserError("blend must be 'auto' or a number in [0, 1]")
+        make_predictor(self.predictor)          # an unknown predictor is bad input before any work
+        self.tables_ = tables
+        self.models_ = list(tables.models["model"])
+        self.train_ = training_rows(tables.records, self.models_, tables.higher_is_better)
+        if self.train_.empty:
+            raise UserError("the zoo has no dataset with at least two scored models to learn from")
+        self.dataset_signal_ = has_dataset_signal(tables)
+        U = self._rank_matrix(self.train_)
+        self.prior_name_, self.blend_, self.inner_scores_ = self._choose(U)
+        self.prior_u_ = aggregate_ranks(U.to_numpy(), self.prior_name_)
+        self._learners: dict = {}
+        return self
+
+    def _rank_matrix(self, train: pd.DataFrame) -> pd.DataFrame:
+        return train.pivot_table(index="model", columns="dataset", values="u").reindex(self.models_)
+
+    def _choose(self, U: pd.DataFrame) -> tuple[str, float, dict]:
+        """The aggregate and the blend weight, by leave-one-dataset-out over the training datasets."""
+        fixed_blend = None if self.blend == "auto" else float(self.blend)
+        if not self.dataset_signal_ and fixed_blend is None:
+            fixed_blend = 0.0
+        candidates = PRIOR_AGGREGATES if self.prior == "auto" else (self.prior,)
+        datasets = list(U.columns)
+        scores: dict = {}
+        if len(datasets) < 3 or (len(candidates) == 1 and fixed_blend is not None):
+            return candidates[0], (fixed_blend if fixed_blend is not None else 0.0), scores
+        from hubselect.metrics import weighted_tau
+        truth = {d: self.train_[self.train_["dataset"] == d].set_index("model")["score"] for d in datasets}
+        hib = self.tables_.higher_is_better
+        M = U.to_numpy()
+        inner_prior = {}
+        for how in candidates:
+            taus = []
+            for j, d in enumerate(datasets):
+                inner_prior[how, d] = aggregate_ranks(np.delete(M, j, axis=1), how)
+                taus.append(weighted_tau(truth[d], _order(inner_prior[how, d], self.models_), hib))
+            scores[f"prior:{how}"] = float(np.nanmean(taus))
+        # Strict improvement needed to leave the plain mean (the paper's Overall).
+        prior = max(candidates, key=lambda h: (scores[f"prior:{h}"], h == "mean"))
+        if fixed_blend is not None:
+            return prior, fixed_blend, scores
+        taus = {a: [] for a in BLEND_GRID}
+        for d in datasets:
+            inner = self._learner(self.train_[self.train_["dataset"] != d])
+            learned = inner.predict(d)[0]
+            p_pos, l_pos = _positions(inner_prior[prior, d]), _positions(learned)
+            for a in BLEND_GRID:
+                taus[a].append(weighted_tau(truth[d], _order((1 - a) * p_pos + a * l_pos, self.models_), hib))
+        for a in BLEND_GRID:
+            scores[f"blend:{a}"] = float(np.nanmean(taus[a]))
+        blend = max(BLEND_GRID, key=lambda a: (scores[f"blend:{a}"], -a))
+        return prior, blend, scores
+
+    def _learner(self, train: pd.DataFrame, new_dataset: "NewDataset | None" = None) -> "_Learner":
+        return _Learner(self, self.tables_, train, new_dataset).fit()
+
+    # -- predict -----------------------------------------------------------------------------------
+
+    def predict(self, dataset: str, new_dataset: "NewDataset | None" = None) -> pd.DataFrame:
+        """Every model's place for ``dataset``: columns ``model``, ``expected_u`` (0 = best),
+        ``score`` (expected rank position, 1 = best), ``confidence``, ``prior_u`` and ``learned_u``.
+
+        ``new_dataset`` describes a dataset that the zoo does not know (its features and distances).
+        """
+        return self.predict_many([dataset], new_dataset=new_dataset)[dataset]
+
+    def predict_many(self, datasets: list[str], new_dataset: "NewDataset | None" = None) -> dict[str, pd.DataFrame]:
+        """:meth:`predict` for several datasets from one learner (``new_dataset``: the only one)."""
+        if not hasattr(self, "train_"):
+            raise RuntimeError("call fit() before predict()")
+        if new_dataset is not None and len(datasets) != 1:
             raise ValueError("a new dataset is ranked on its own")
-        target = targets[0]
+        n = len(self.models_)
+        prior_pos = _positions(self.prior_u_)
+        learner = None
+        if self.blend_ > 0:
+            key = None if new_dataset is None else new_dataset.name
+            if key not in self._learners:        # the new dataset's profile enters encoders and graph
+                self._learners = {key: self._learner(self.train_, new_dataset)}
+            learner = self._learners[key]
+        out = {}
+        for d in datasets:
+            if learner is None:
+                learned, confidence = np.full(n, np.nan), np.full(n, np.nan)
+                u = prior_pos
+            else:
+                learned, confidence = learner.predict(d)
+                u = (1 - self.blend_) * prior_pos + self.blend_ * _positions(learned)
+            expected_u = _positions(u)
+            out[d] = pd.DataFrame({"model": self.models_, "expected_u": expected_u,
+                                   "score": 1 + expected_u * (n - 1), "confidence": confidence,
+                                   "prior_u": self.prior_u_, "learned_u": learned})
+        return out
+
+    def describe(self) -> str:
+        """One line on what the fit chose (for notes and reports)."""
+        how = "the learned ranking alone" if self.blend_ == 1 else (
+            f"{self.prior_name_} rank over the training datasets" if self.blend_ == 0 else
+            f"{self.prior_name_} rank moved {self.blend_:.2f} of the way to the learned ranking")
+        why = "" if self.dataset_signal_ or self.blend != "auto" else " (the datasets carry no features or distances)"
+        return f"selector: {how}{why}"
+
+
+class _Learner:
+    """The learned part of M&C: a predictor of each model's normalised rank on a dataset from
+    [model features, dataset features, graph evidence], fitted on ``train``."""
+
+    def __init__(self, owner: MatchAndChoose, tables: "ZooTables", train: pd.DataFrame,
+                 new_dataset: "NewDataset | None"):
+        self.owner, self.tables, self.train, self.new_dataset = owner, tables, train, new_dataset
+
+    def fit(self) -> "_Learner":
+        o, tables, train = self.owner, self.tables, self.train
+        probe = tables.probe
         models = list(tables.models["model"])
         datasets_df = dataset_feature_table(tables.datasets, probe)
         distances = _distances_for_probe(tables.distances, probe)
-        if new_dataset is not None:
-            distances = pd.concat([distances, new_dataset.distances], ignore_index=True)
-            row = pd.DataFrame([{"dataset": target, **new_dataset.features}])
+        extra = [] if self.new_dataset is None else [self.new_dataset.name]
+        if self.new_dataset is not None:
+            distances = pd.concat([distances, self.new_dataset.distances], ignore_index=True)
+            row = pd.DataFrame([{"dataset": self.new_dataset.name, **self.new_dataset.features}])
             datasets_df = row if datasets_df is None else pd.concat([datasets_df, row], ignore_index=True)
-        if datasets_df is not None and self.probe_components:
-            datasets_df = compress_probe_columns(datasets_df, probe, self.probe_components)
-
-        train = train_records[train_records["model"].isin(models)]
-        counts = train.groupby("dataset")["model"].transform("size")
-        train = train[counts >= 2].copy()
-        if train.empty:
-            raise UserError("the zoo has no dataset with at least two scored models to learn from")
-        train["u"] = train.groupby("dataset")["score"].transform(
-            lambda s: normalized_rank(s, tables.higher_is_better))
-
-        all_datasets = sorted(set(train["dataset"]) | set(targets)
-                              | (set(datasets_df["dataset"]) if datasets_df is not None else set())
-                              | set(distances["dataset_a"]) | set(distances["dataset_b"]))
+        if datasets_df is not None and o.probe_components:
+            datasets_df = compress_probe_columns(datasets_df, probe, o.probe_components)
+        self.models, self.datasets_df, self.distances = models, datasets_df, distances
+        all_datasets = sorted(set(tables.known_datasets()) | set(extra))
         blocks_train = []
-        target_blocks: list = []          # functions of the target dataset: a row per model
-        if self.use_features:
+        self.target_blocks: list = []          # functions of the target dataset: a row per model
+        if o.use_features:
             model_enc = TabularEncoder("model").fit(tables.models)
             data_enc = TabularEncoder("dataset").fit(datasets_df)
             blocks_train += [model_enc.transform(tables.models, list(train["model"])),
                              data_enc.transform(datasets_df, list(train["dataset"]))]
             model_block = model_enc.transform(tables.models, models)
-            target_blocks += [lambda t: model_block, lambda t: data_enc.transform(datasets_df, [t] * len(models))]
-        if self.use_graph and self.edge_features == "hadamard":
+            self.target_blocks += [lambda t: model_block,
+                                   lambda t: data_enc.transform(datasets_df, [t] * len(models))]
+        if o.use_graph and o.edge_features == "hadamard":
             # The paper: one graph, the edge embedding is the element-wise product of node vectors.
-            emb = self._embed(train, distances, tables.higher_is_better, models, all_datasets)
-            blocks_train.append(self._hadamard(emb, list(train["model"]), list(train["dataset"])))
-            target_blocks.append(lambda t: self._hadamard(emb, models, [t] * len(models)))
-        elif self.use_graph:
-            blocks_train.append(self._proximity_rows(train, distances, tables.higher_is_better, models,
-                                                     all_datasets))
-            emb = self._embed(train, distances, tables.higher_is_better, models, all_datasets)
-            target_blocks.append(lambda t: _proximity(emb, models, t))
-        if self.rank_features:
+            emb = self._embed(train, all_datasets)
+            blocks_train.append(_hadamard(emb, list(train["model"]), list(train["dataset"])))
+            self.target_blocks.append(lambda t: _hadamard(emb, models, [t] * len(models)))
+        elif o.use_graph:
+            blocks_train.append(self._proximity_rows(all_datasets))
+            emb = self._embed(train, all_datasets)
+            self.target_blocks.append(lambda t: _proximity(emb, models, t))
+        if o.rank_features:
             blocks_train.append(_record_features(train, distances, list(train["model"]), list(train["dataset"])))
-            target_blocks.append(lambda t: _record_features(train, distances, models, [t] * len(models)))
-        n_classes = max(2, min(self.n_classes, int(train.groupby("dataset").size().max())))
-        predictor = make_predictor(self.predictor, seed=self.seed, n_classes=n_classes)
-        predictor.fit(np.hstack(blocks_train), train["u"].to_numpy(), train["dataset"].to_numpy())
-        out = {}
-        for t in targets:
-            expected_u, confidence = predictor.predict(np.hstack([block(t) for block in target_blocks]))
-            out[t] = pd.DataFrame({"model": models, "expected_u": expected_u,
-                                   "score": 1 + expected_u * (len(models) - 1), "confidence": confidence})
-        return out
+            self.target_blocks.append(lambda t: _record_features(train, distances, models, [t] * len(models)))
+        n_classes = max(2, min(N_RANK_BINS, int(train.groupby("dataset").size().max())))
+        self.predictor = make_predictor(o.predictor, seed=o.seed, n_classes=n_classes)
+        self.predictor.fit(np.hstack(blocks_train), train["u"].to_numpy(), train["dataset"].to_numpy())
+        return self
 
-    def _embed(self, train, distances, higher_is_better, models, datasets) -> dict:
+    def predict(self, dataset: str) -> tuple[np.ndarray, np.ndarray]:
+        return self.predictor.predict(np.hstack([block(dataset) for block in self.target_blocks]))
+
+    def _embed(self, train, datasets) -> dict:
         from hubselect.graph import build_matching_graph
         from hubselect.node2vec import embed
-        graph = build_matching_graph(train[["model", "dataset", "score"]], distances, higher_is_better,
-                                     models=models, datasets=datasets, knn=self.knn)
-        return embed(graph, dim=self.dim, num_walks=self.num_walks, walk_length=self.walk_length,
-                     p=self.p, q=self.q, extend=True, seed=self.seed, epochs=self.epochs, sample=self.subsample)
+        graph = build_matching_graph(train[["model", "dataset", "score"]], self.distances,
+                                     self.tables.higher_is_better, models=self.models, datasets=datasets)
+        return embed(graph, dim=GRAPH_DIM, num_walks=GRAPH_WALKS, walk_length=GRAPH_WALK_LENGTH, p=1.0, q=1.0,
+                     extend=True, seed=self.owner.seed, epochs=self.owner.epochs, sample=self.owner.subsample)
 
-    def _hadamard(self, emb: dict, models: list[str], datasets: list[str]) -> np.ndarray:
-        from hubselect.graph import dataset_node, model_node
-        zero = np.zeros(self.dim)
-        return np.vstack([emb.get(model_node(m), zero) * emb.get(dataset_node(d), zero)
-                          for m, d in zip(models, datasets)])
-
-    def _proximity_rows(self, train, distances, higher_is_better, models, datasets) -> np.ndarray:
+    def _proximity_rows(self, datasets) -> np.ndarray:
         """Proximity features of every training row, each dataset embedded as if it were new.
 
         The target dataset has no model edges when it is ranked; a training dataset that keeps
         its own would be described by different evidence. So each training dataset's rows come
         from a graph without that dataset's model edges: train and predict see the same situation.
         """
+        train = self.train
         out = np.zeros((len(train), 3))
-        positions = {d: np.flatnonzero(train["dataset"].to_numpy() == d) for d in train["dataset"].unique()}
-        for d, rows in positions.items():
-            emb = self._embed(train[train["dataset"] != d], distances, higher_is_better, models, datasets)
-            feats = _proximity(emb, models, d)
-            index = {m: i for i, m in enumerate(models)}
+        index = {m: i for i, m in enumerate(self.models)}
+        for d in train["dataset"].unique():
+            rows = np.flatnonzero(train["dataset"].to_numpy() == d)
+            feats = _proximity(self._embed(train[train["dataset"] != d], datasets), self.models, d)
             out[rows] = feats[[index[m] for m in train["model"].to_numpy()[rows]]]
         return out
+
+
+def training_rows(records: pd.DataFrame, models: list[str], higher_is_better: bool) -> pd.DataFrame:
+    """One row per (model, dataset) with its mean score and normalised rank ``u`` (0 = best),
+    for datasets with at least two scored models of the zoo."""
+    rec = records[records["model"].isin(models)]
+    rec = rec.groupby(["model", "dataset"], as_index=False, sort=True)["score"].mean()
+    rec = rec[rec.groupby("dataset")["model"].transform("size") >= 2].copy()
+    rec["u"] = rec.groupby("dataset")["score"].transform(lambda s: normalized_rank(s, higher_is_better))
+    return rec.reset_index(drop=True)
+
+
+def has_dataset_signal(tables: "ZooTables") -> bool:
+    """Whether the zoo says anything about its datasets beyond their names: a distance, or a
+    dataset feature that differs between datasets."""
+    if len(_distances_for_probe(tables.distances, tables.probe)):
+        return True
+    features = dataset_feature_table(tables.datasets, tables.probe)
+    if features is None:
+        return False
+    return any(features[c].nunique(dropna=True) > 1 for c in features.columns if c != "dataset")
+
+
+def _hadamard(emb: dict, models: list[str], datasets: list[str]) -> np.ndarray:
+    from hubselect.graph import dataset_node, model_node
+    zero = np.zeros(GRAPH_DIM)
+    return np.vstack([emb.get(model_node(m), zero) * emb.get(dataset_node(d), zero)
+                      for m, d in zip(models, datasets)])
 
 
 EDGE_FEATURES = ("proximity", "hadamard")
@@ -429,9 +606,10 @@ def rank(dataset: str, zoo: str | Path | None = None, top: int | None = None, pr
         elif holdout and not (tables.records["dataset"] == dataset).any():
             notes.append(f"{dataset} has no records to hold out")
         own = tables.records[tables.records["dataset"] == dataset]
-        train = tables.records[tables.records["dataset"] != dataset] if holdout else tables.records
         method = method or MatchAndChoose(predictor=predictor, seed=seed)
-        predicted = method.rank(tables, dataset, train, new_dataset=new_dataset, probe=probe)
+        method.fit(replace(tables.without(dataset) if holdout else tables, probe=probe))
+        predicted = method.predict(dataset, new_dataset=new_dataset)
+        notes.append(method.describe())
         ranked = _merge_measured(predicted, own.iloc[0:0] if holdout else own, tables.higher_is_better)
 
     info = _info_lookup(tables.info)

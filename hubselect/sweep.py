@@ -831,11 +831,13 @@ def member_predictions(tables, train: pd.DataFrame, targets: list[str], *,
                        seed: int = 0,
                        predictor: str = "yetirank") -> dict[str, np.ndarray]:
     """Normalised rank (0 = best) of every zoo model on each target, from ONE fit of the
-    default Match & Choose (``MatchAndChoose.rank_many``)."""
+    default Match & Choose (``MatchAndChoose.predict_many``)."""
     from hubselect.select import MatchAndChoose
 
-    ranked = MatchAndChoose(predictor=predictor, seed=seed).rank_many(tables, targets, train, probe=tables.probe)
-    return {t: np.asarray(frame["expected_u"], dtype=float) for t, frame in ranked.items()}
+    # The learned ranking alone (blend 1): its disagreement across seeds is what the ensemble measures.
+    member = MatchAndChoose(predictor=predictor, seed=seed, blend=1.0)
+    ranked = member.fit(tables.with_records(train)).predict_many(targets)
+    return {t: np.asarray(frame["learned_u"], dtype=float) for t, frame in ranked.items()}
 
 
 def cold_start_suggestions(candidates: list[tuple[str, str]],

@@ -38,7 +38,7 @@ def test_planted_zoo_ranks_the_right_model_first_for_each_kind(tmp_path, higher_
 def test_graph_embedding_alone_carries_the_planted_structure(tmp_path):
     planted = make_synthetic_zoo(n_models=8, n_datasets=16, seed=5)
     planted.write(tmp_path / "zoo")
-    graph_only = MatchAndChoose(use_features=False, rank_features=False, use_graph=True)
+    graph_only = MatchAndChoose(use_features=False, rank_features=False, use_graph=True, blend=1.0)
     hits = 0
     for dataset in planted.kinds:
         top = api_rank(dataset, zoo=tmp_path / "zoo", holdout=True, method=graph_only).models[0]

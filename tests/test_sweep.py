@@ -281,8 +281,8 @@ def test_one_fit_per_member_predicts_what_match_and_choose_ranks(tmp_path):
     train = tables.records[tables.records["dataset"] != "kind0/ds00"]
     ours = sweeps.member_predictions(tables, train, ["kind0/ds00", "kind1/ds01"], seed=4)
     for target in ("kind0/ds00", "kind1/ds01"):
-        theirs = MatchAndChoose(seed=4).rank(tables, target, train, probe=tables.probe)
-        assert np.allclose(ours[target], theirs["expected_u"].to_numpy())
+        theirs = MatchAndChoose(seed=4, blend=1.0).fit(tables.with_records(train)).predict(target)
+        assert np.allclose(ours[target], theirs["learned_u"].to_numpy())
 
 
 def test_cold_start_covers_every_dataset_then_spreads(tmp_path):
