@@ -1,7 +1,8 @@
-"""Selection metrics of the paper's §5.1 / Table 3: OSR, Kendall's weighted τ, O2B and O2O.
+"""Selection metrics: the paper's §5.1 / Table 3 (OSR, Kendall's weighted τ, O2B, O2O) plus
+weighted τ under scipy's averaged weighting, the top-3 hit rate and the normalised regret.
 
-Every metric is computed per held-out dataset (one row per dataset and method), then
-aggregated per method with :func:`summarize`.
+Every metric is computed per held-out dataset (one row per dataset and method, keys
+:data:`ROW_KEYS`), then aggregated per method with :func:`summarize`.
 
 Inputs for one dataset
 ----------------------
@@ -12,8 +13,9 @@ Inputs for one dataset
     a method's ranking of models, best first. It may name models without a score on the
     dataset: they are dropped and the order of the rest is kept (repeated names count at their
     first position). Scored models the method does not rank at all are placed after all ranked
-    ones, tied with each other (this only matters for τ; the selection is the first scored model
-    of ``predicted_order``, and a ranking with no scored model at all is an error).
+    ones, tied with each other (this matters for τ, and they are never among a top 3; the
+    selection is the first scored model of ``predicted_order``, and a ranking with no scored
+    model at all is an error).
 ``higher_is_better``
     ``True`` for accuracy-like scores, ``False`` for FID-like ones (the paper's CLIP-FID).
 
@@ -21,13 +23,20 @@ Sign conventions
 ----------------
 * ``goodness = score`` when higher is better, ``goodness = -score`` when lower is better. All
   metrics are written in goodness, so they do not depend on the direction: accuracies
-  {a: .9, b: .8, c: .7} and FIDs {a: 10, b: 20, c: 30} give the same hit and τ for any ordering,
-  and O2O/O2B with the same sign that differ only by the scale of the scores (×100 here);
+  {a: .9, b: .8, c: .7} and FIDs {a: 10, b: 20, c: 30} give the same hit, top3, τ and regret for
+  any ordering, and O2O/O2B with the same sign that differ only by the scale of the scores (×100
+  here);
   scores s with ``higher_is_better=True`` and -s with ``False`` give identical rows.
 * **hit / OSR** (higher is better): hit when the selected model (the first scored model of the
   predicted order) has the dataset's best score; ties are hits (any model within a relative
   1e-12 of the best). OSR is the mean of hit over datasets.
+* **top3** (higher is better): hit when a best model (ties count, as for hit) is among the first
+  three scored models of the predicted order (all of them when fewer than three are ranked;
+  scored models the order leaves out are never among them). Its mean over datasets is the top-3
+  hit rate. With three or fewer scored models, ranking all of them is always a top-3 hit.
 * **weighted τ** (higher is better, in [-1, 1]): 1 for the true order, -1 for the reversed one.
+  ``weighted_tau`` weights pairs by the true ranking, ``weighted_tau_avg`` by scipy's default
+  average of the true and predicted rankings (see below).
 * **O2O** (loss orientation, lower is better, ≥ 0, 0 is perfect):
   ``goodness(best) - goodness(selected)``; for FID that is ``FID(selected) - FID(best)``, for
   accuracy ``acc(best) - acc(selected)``. O2O is exactly 0 iff hit.
@@ -37,6 +46,10 @@ Sign conventions
   Negative means the selection beats always picking the reference model; a method that always
   selects the reference gets exactly 0 (the paper's "Overall" row). NaN when the reference
   model has no score on the dataset.
+* **regret** (loss orientation, lower is better, in [0, 1]): the O2O divided by the dataset's
+  spread, ``(goodness(best) - goodness(selected)) / (goodness(best) - goodness(worst))``: 0 when
+  the selection is a best model, 1 when it is a worst one. Unlike O2O it has no unit, so it can be
+  averaged across datasets and zoos of different score scales. 0 when all scored models tie.
 
 Weighted τ: which ranking carries the weights
 ---------------------------------------------
@@ -49,12 +62,13 @@ ties). So mistakes among the truly best models cost most, e.g. swapping the true
 more than swapping the true #4 and #5, whichever order the method proposed. scipy's default
 ``rank=True`` would instead average this with the value obtained by weighting by the
 *predicted* ranking, which makes τ also punish the method for whatever it ranks highly;
-``weighted_tau(..., rank_by="average")`` gives that variant and ``rank_by="predicted"`` the
+``weighted_tau(..., rank_by="average")`` gives that variant (the row key ``weighted_tau_avg``;
+presumably what papers that call scipy with its defaults report) and ``rank_by="predicted"`` the
 other half, for comparison.
 
 Random baseline: :func:`random_expectation` gives the expected row of a uniformly random
-ranking (exact for hit, O2O and O2B; τ averaged over all permutations when there are at most
-``n_draws`` of them, otherwise over ``n_draws`` seeded random permutations).
+ranking (exact for hit, top3, O2O, O2B and regret; both τ averaged over all permutations when
+there are at most ``n_draws`` of them, otherwise over ``n_draws`` seeded random permutations).
 """
 
 from __future__ import annotations
@@ -70,12 +84,15 @@ from scipy.stats import weightedtau
 
 __all__ = [
     "ROW_KEYS",
+    "REQUIRED_ROW_KEYS",
     "goodness",
     "normalized_rank",
     "top_hit",
+    "top3_hit",
     "weighted_tau",
     "o2o",
     "o2b",
+    "regret",
     "evaluate",
     "mean_normalized_rank",
     "average_ranking",
@@ -86,7 +103,14 @@ __all__ = [
 
 #: metric keys of one (dataset, method) row, as returned by :func:`evaluate` and
 #: :func:`random_expectation` and read by :func:`summarize`
-ROW_KEYS = ("hit", "weighted_tau", "o2o", "o2b")
+ROW_KEYS = ("hit", "top3", "weighted_tau", "weighted_tau_avg", "o2o", "o2b", "regret")
+
+#: the keys :func:`summarize` cannot do without (rows written before the others existed have
+#: only these; a missing optional key summarises as NaN)
+REQUIRED_ROW_KEYS = ("hit", "weighted_tau", "o2o", "o2b")
+
+#: how many of the first scored models :func:`top3_hit` looks at
+TOP_K = 3
 
 TIE_RTOL = 1e-12
 
@@ -171,6 +195,18 @@ def top_hit(true: pd.Series, predicted_order: Sequence, higher_is_better: bool) 
     return _hit(g, _selected(order))
 
 
+def _top_k_hit(g: pd.Series, order: list, k: int = TOP_K) -> bool:
+    best = float(g.max())
+    return any(_is_best(float(g[m]), best) for m in order[:k])
+
+
+def top3_hit(true: pd.Series, predicted_order: Sequence, higher_is_better: bool) -> bool:
+    """True when a best model (ties count) is among the first three scored models of the order."""
+    g, order, _ = _prepare(true, predicted_order, higher_is_better)
+    _selected(order)
+    return _top_k_hit(g, order)
+
+
 def _tau_from(g: pd.Series, order: list, unranked: list, rank_by: RankBy) -> float:
     models = order + unranked
     if len(models) < 2:
@@ -233,16 +269,42 @@ def o2b(true: pd.Series, predicted_order: Sequence, reference_model, higher_is_b
     return _o2b(g, _selected(order), reference_model)
 
 
+def _spread(g: pd.Series) -> float:
+    return float(g.max() - g.min())
+
+
+def _regret(g: pd.Series, selected) -> float:
+    loss = _o2o(g, selected)
+    spread = _spread(g)
+    return 0.0 if loss == 0.0 or spread <= 0.0 else min(1.0, loss / spread)
+
+
+def regret(true: pd.Series, predicted_order: Sequence, higher_is_better: bool) -> float:
+    """Normalised regret of the selection: O2O / (goodness(best) - goodness(worst)), in [0, 1].
+
+    0 when the selected model is a best one (or all scored models tie), 1 when it is a worst one.
+    """
+    g, order, _ = _prepare(true, predicted_order, higher_is_better)
+    return _regret(g, _selected(order))
+
+
 def evaluate(true: pd.Series, predicted_order: Sequence, higher_is_better: bool,
              reference_model=None, rank_by: RankBy = "true") -> dict:
-    """All metrics of one (dataset, method) pair: ``{"hit", "weighted_tau", "o2o", "o2b"}``."""
+    """All metrics of one (dataset, method) pair, keys :data:`ROW_KEYS`.
+
+    ``weighted_tau`` is computed with ``rank_by`` (default: weights by the true ranking);
+    ``weighted_tau_avg`` always with scipy's averaged weighting (``rank_by="average"``).
+    """
     g, order, unranked = _prepare(true, predicted_order, higher_is_better)
     sel = _selected(order)
     return {
         "hit": _hit(g, sel),
+        "top3": _top_k_hit(g, order),
         "weighted_tau": _tau_from(g, order, unranked, rank_by),
+        "weighted_tau_avg": _tau_from(g, order, unranked, "average"),
         "o2o": _o2o(g, sel),
         "o2b": _o2b(g, sel, reference_model),
+        "regret": _regret(g, sel),
     }
 
 
@@ -304,11 +366,16 @@ def random_expectation(true: pd.Series, higher_is_better: bool, reference_model=
     """Expected metrics of a uniformly random ranking of the scored models.
 
     * ``hit``: exact probability, #models tied with the best / n;
+    * ``top3``: exact probability that one of the b models tied with the best is among the first
+      k = min(3, n) positions, ``1 - C(n - b, k) / C(n, k)``;
     * ``o2o``: exact, mean over models m of goodness(best) - goodness(m) (0 for tied bests);
     * ``o2b``: exact, mean over models m of goodness(reference) - goodness(m) (NaN as in
       :func:`o2b`);
-    * ``weighted_tau``: mean over all n! permutations when n! ≤ ``n_draws``, else over
-      ``n_draws`` random permutations from ``numpy.random.default_rng(seed)``; NaN when n < 2.
+    * ``regret``: exact, the mean O2O divided by the spread goodness(best) - goodness(worst)
+      (0 when all tie);
+    * ``weighted_tau`` and ``weighted_tau_avg``: mean over all n! permutations when n! ≤
+      ``n_draws``, else over the same ``n_draws`` random permutations from
+      ``numpy.random.default_rng(seed)`` for both; NaN when n < 2.
 
     Returns the same keys as :func:`evaluate`.
     """
@@ -324,40 +391,60 @@ def random_expectation(true: pd.Series, higher_is_better: bool, reference_model=
         e_o2b = float("nan")
 
     if n < 2:
-        e_tau = float("nan")
+        e_tau = e_tau_avg = float("nan")
     else:
         if math.factorial(n) <= n_draws:
             perms: Iterable = itertools.permutations(range(n))
         else:
             rng = np.random.default_rng(seed)
             perms = (rng.permutation(n) for _ in range(n_draws))
-        taus = [_tau_from(g, [models[i] for i in p], [], "true") for p in perms]
-        e_tau = float(np.nanmean(taus)) if not np.all(np.isnan(taus)) else float("nan")
+        taus, taus_avg = [], []
+        for p in perms:
+            order = [models[i] for i in p]
+            taus.append(_tau_from(g, order, [], "true"))
+            taus_avg.append(_tau_from(g, order, [], "average"))
+        e_tau, e_tau_avg = _nanmean(taus), _nanmean(taus_avg)
 
+    b = int(is_best.sum())
+    k = min(TOP_K, n)
+    spread = _spread(g)
     return {
-        "hit": float(is_best.sum() / n),
+        "hit": float(b / n),
+        "top3": float(1.0 - math.comb(n - b, k) / math.comb(n, k)),
         "weighted_tau": e_tau,
+        "weighted_tau_avg": e_tau_avg,
         "o2o": float(gaps.mean()),
         "o2b": e_o2b,
+        "regret": float(gaps.mean() / spread) if spread > 0 else 0.0,
     }
+
+
+def _nanmean(values: list[float]) -> float:
+    arr = np.asarray(values, dtype=float)
+    return float("nan") if np.all(np.isnan(arr)) else float(np.nanmean(arr))
 
 
 # -- aggregation --------------------------------------------------------------------------------
 
 def summarize(per_dataset: pd.DataFrame) -> pd.DataFrame:
-    """Per method: ``osr`` (mean hit), ``weighted_tau``, ``o2b``, ``o2o`` (NaN-skipping means),
-    ``n_datasets`` (distinct datasets, or rows when there is no ``dataset`` column).
+    """Per method: ``osr`` (mean hit), ``top3`` (top-3 hit rate), ``weighted_tau``,
+    ``weighted_tau_avg``, ``regret``, ``o2b``, ``o2o`` (NaN-skipping means), ``n_datasets``
+    (distinct datasets, or rows when there is no ``dataset`` column).
 
-    ``per_dataset`` has one row per (dataset, method) with columns ``method`` and ``hit,
-    weighted_tau, o2o, o2b`` (``hit`` may be a probability, as from :func:`random_expectation`).
-    Methods keep their order of first appearance; returns columns
-    ``method, osr, weighted_tau, o2b, o2o, n_datasets``.
+    ``per_dataset`` has one row per (dataset, method) with columns ``method`` and the
+    :data:`ROW_KEYS` (``hit`` and ``top3`` may be probabilities, as from
+    :func:`random_expectation`). ``hit, weighted_tau, o2o, o2b`` are required; a missing
+    ``top3``, ``weighted_tau_avg`` or ``regret`` column gives NaN. Methods keep their order of
+    first appearance; returns columns
+    ``method, osr, top3, weighted_tau, weighted_tau_avg, regret, o2b, o2o, n_datasets``.
     """
-    missing = {"method", *ROW_KEYS} - set(per_dataset.columns)
+    missing = {"method", *REQUIRED_ROW_KEYS} - set(per_dataset.columns)
     if missing:
         raise ValueError(f"per_dataset lacks column(s) {sorted(missing)}")
     df = per_dataset.copy()
     for col in ROW_KEYS:
+        if col not in df.columns:
+            df[col] = np.nan
         df[col] = pd.to_numeric(df[col].astype(object).where(df[col].notna(), np.nan),
                                 errors="coerce").astype(float)
     grouped = df.groupby("method", sort=False)
@@ -369,7 +456,10 @@ def summarize(per_dataset: pd.DataFrame) -> pd.DataFrame:
     out = pd.DataFrame({
         "method": means.index,
         "osr": means["hit"].to_numpy(),
+        "top3": means["top3"].to_numpy(),
         "weighted_tau": means["weighted_tau"].to_numpy(),
+        "weighted_tau_avg": means["weighted_tau_avg"].to_numpy(),
+        "regret": means["regret"].to_numpy(),
         "o2b": means["o2b"].to_numpy(),
         "o2o": means["o2o"].to_numpy(),
         "n_datasets": n.reindex(means.index).to_numpy(dtype=int),

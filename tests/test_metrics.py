@@ -62,8 +62,12 @@ def test_both_directions_agree_for_every_order(order):
     row_hib = M.evaluate(ACC, order, True, reference_model="b")
     row_lib = M.evaluate(-ACC, order, False, reference_model="b")
     assert row_hib["hit"] == row_lib["hit"]
-    for k in ("weighted_tau", "o2o", "o2b"):
+    for k in ("top3", "weighted_tau", "weighted_tau_avg", "o2o", "o2b", "regret"):
         assert row_hib[k] == pytest.approx(row_lib[k])
+    # the unit-free metrics do not change with the scale of the scores either
+    row_fid = M.evaluate(FID, order, False, reference_model="b")
+    for k in ("hit", "top3", "weighted_tau", "weighted_tau_avg", "regret"):
+        assert row_hib[k] == pytest.approx(row_fid[k])
 
 
 def test_ties_count_as_hits():
@@ -149,8 +153,10 @@ def test_nan_and_error_handling():
     one = pd.Series({"a": 1.0, "b": np.nan})
     assert math.isnan(M.weighted_tau(one, ["a", "b"], True))       # < 2 scored models
     row = M.evaluate(one, ["b", "a"], True, reference_model="a")
-    assert row == {"hit": True, "weighted_tau": row["weighted_tau"], "o2o": 0.0, "o2b": 0.0}
-    assert math.isnan(row["weighted_tau"])
+    assert set(row) == set(M.ROW_KEYS)
+    assert {k: row[k] for k in ("hit", "top3", "o2o", "o2b", "regret")} == \
+        {"hit": True, "top3": True, "o2o": 0.0, "o2b": 0.0, "regret": 0.0}
+    assert math.isnan(row["weighted_tau"]) and math.isnan(row["weighted_tau_avg"])
     tied = pd.Series({"a": 1.0, "b": 1.0, "c": 1.0})
     assert math.isnan(M.weighted_tau(tied, ["a", "b", "c"], True))  # all tied: undefined
     with pytest.raises(ValueError):
@@ -161,6 +167,75 @@ def test_nan_and_error_handling():
         M.weighted_tau(ACC, ["a"], True, rank_by="bogus")
     with pytest.raises(TypeError):
         M.top_hit(ACC, "abc", True)
+
+
+# -- top-3 hit, regret, τ with the averaged weighting ---------------------------------------------
+
+FIVE = pd.Series({"a": 5.0, "b": 4.0, "c": 3.0, "d": 2.0, "e": 1.0})     # a best (higher is better)
+
+
+def test_top3_hand_cases():
+    assert M.top3_hit(FIVE, list("bcade"), True)           # a third
+    assert not M.top3_hit(FIVE, list("bcdae"), True)       # a fourth
+    assert M.top3_hit(FIVE, list("abcde"), True)
+    # only scored models count: x, y are unknown, so the first three are b, c, d
+    assert not M.top3_hit(FIVE, ["x", "b", "y", "c", "d", "a"], True)
+    assert M.top3_hit(FIVE, ["x", "b", "y", "a"], True)
+    # a best model left out of the order is never in the top 3, however short the order
+    assert not M.top3_hit(FIVE, ["c", "d"], True)
+    # lower is better: the same decision on the mirrored FIDs
+    fid = 10.0 - FIVE
+    assert M.top3_hit(fid, list("bcade"), False) and not M.top3_hit(fid, list("bcdae"), False)
+    # three or fewer scored models: ranking all of them always hits
+    assert M.top3_hit(ACC, ["c", "b", "a"], True)
+
+
+def test_top3_ties_with_the_best_are_hits():
+    tied = pd.Series({"a": 5.0, "b": 5.0, "c": 3.0, "d": 2.0, "e": 1.0})
+    assert M.top3_hit(tied, list("cdbae"), True)           # b ties with the best, third
+    assert not M.top3_hit(tied, list("cdeab"), True)
+    near = pd.Series({"a": 12.0, "b": 12.0 * (1 + 1e-14), "c": 15.0, "d": 16.0, "e": 17.0})   # FID
+    assert M.top3_hit(near, list("cdbea"), False)          # b within relative 1e-12 of the best
+    row = M.evaluate(tied, list("cdbae"), True)
+    assert row["top3"] is True and row["hit"] is False
+
+
+def test_regret_hand_cases():
+    acc = pd.Series({"a": 0.9, "b": 0.8, "c": 0.5})
+    assert M.regret(acc, ["a", "b", "c"], True) == 0.0
+    assert M.regret(acc, ["b", "a", "c"], True) == pytest.approx(0.1 / 0.4)
+    assert M.regret(acc, ["c", "a", "b"], True) == pytest.approx(1.0)
+    fid = pd.Series({"a": 10.0, "b": 20.0, "c": 50.0})
+    assert M.regret(fid, ["b", "c", "a"], False) == pytest.approx(10 / 40)
+    assert M.regret(fid, ["c"], False) == pytest.approx(1.0)
+    # ties: a model tied with the best has no regret; all tied: 0, not 0/0
+    assert M.regret(pd.Series({"a": 3.0, "b": 3.0, "c": 1.0}), ["b", "c"], True) == 0.0
+    assert M.regret(pd.Series({"a": 1.0, "b": 1.0}), ["b", "a"], True) == 0.0
+    # regret is O2O over the spread
+    row = M.evaluate(acc, ["b", "a", "c"], True)
+    assert row["regret"] == pytest.approx(row["o2o"] / (0.9 - 0.5))
+
+
+def test_weighted_tau_avg_by_hand():
+    true = pd.Series({"a": 4.0, "b": 3.0, "c": 2.0, "d": 1.0})
+    order = list("dabc")           # the true worst put first: pairs (d, a), (d, b), (d, c) discordant
+    w = {r: 1 / (r + 1) for r in range(4)}
+    total = 3 * sum(w.values())    # every model is in 3 pairs; a pair weighs w(r_i) + w(r_j)
+    true_rank = {"a": 0, "b": 1, "c": 2, "d": 3}
+    pred_rank = {"d": 0, "a": 1, "b": 2, "c": 3}
+    disc = [("d", "a"), ("d", "b"), ("d", "c")]
+    by_true = (total - 2 * sum(w[true_rank[i]] + w[true_rank[j]] for i, j in disc)) / total
+    by_pred = (total - 2 * sum(w[pred_rank[i]] + w[pred_rank[j]] for i, j in disc)) / total
+    assert M.weighted_tau(true, order, True) == pytest.approx(by_true)                  # 0.1733
+    assert M.weighted_tau(true, order, True, rank_by="predicted") == pytest.approx(by_pred)  # -0.3067
+    row = M.evaluate(true, order, True)
+    assert row["weighted_tau"] == pytest.approx(by_true)
+    assert row["weighted_tau_avg"] == pytest.approx((by_true + by_pred) / 2)
+    assert row["weighted_tau_avg"] == pytest.approx(M.weighted_tau(true, order, True, rank_by="average"))
+    # evaluate's rank_by changes only weighted_tau; weighted_tau_avg is always the average
+    pred_row = M.evaluate(true, order, True, rank_by="predicted")
+    assert pred_row["weighted_tau"] == pytest.approx(by_pred)
+    assert pred_row["weighted_tau_avg"] == pytest.approx(row["weighted_tau_avg"])
 
 
 # -- reference model ------------------------------------------------------------------------------
@@ -227,12 +302,37 @@ def test_random_expectation_with_tied_best_and_closed_forms():
         assert exp[k] == pytest.approx(brute[k], abs=1e-12), k
 
 
+@pytest.mark.parametrize("true,top3", [
+    (FIVE, 3 / 5),                                                        # one best: 3 of 5 places
+    (pd.Series({"a": 5.0, "b": 5.0, "c": 3.0, "d": 2.0, "e": 1.0}), 0.9),  # 1 - C(3,3)/C(5,3)
+    (pd.Series({"a": 2.0, "b": 1.0}), 1.0),                               # n <= 3: always
+])
+def test_random_expectation_top3_and_regret_exact(true, top3):
+    exp = M.random_expectation(true, True, n_draws=200)
+    assert exp["top3"] == pytest.approx(top3)
+    spread = true.max() - true.min()
+    assert exp["regret"] == pytest.approx(float(((true.max() - true) / spread).mean()))
+    brute = _brute_force(true, True, None)
+    for k in ("hit", "top3", "weighted_tau", "weighted_tau_avg", "o2o", "regret"):
+        assert exp[k] == pytest.approx(brute[k], abs=1e-12), k
+
+
+def test_random_expectation_regret_with_ties():
+    fid = pd.Series({"a": 10.0, "b": 10.0, "c": 20.0, "d": 40.0})         # a, b tie for best
+    exp = M.random_expectation(fid, False)
+    assert exp["regret"] == pytest.approx((0 + 0 + 10 / 30 + 30 / 30) / 4)
+    assert exp["top3"] == pytest.approx(1.0)                              # 1 - C(2,3)/C(4,3) = 1
+    all_tied = M.random_expectation(pd.Series({"a": 1.0, "b": 1.0, "c": 1.0}), True)
+    assert all_tied["regret"] == 0.0 and all_tied["top3"] == 1.0 and all_tied["hit"] == 1.0
+
+
 def test_random_expectation_monte_carlo_is_seeded_and_close():
     rng = np.random.default_rng(0)
     true = pd.Series(rng.normal(size=7), index=[f"m{i}" for i in range(7)])
     a = M.random_expectation(true, True, n_draws=200, seed=3)
     b = M.random_expectation(true, True, n_draws=200, seed=3)
     assert a["weighted_tau"] == b["weighted_tau"]
+    assert a["weighted_tau_avg"] == b["weighted_tau_avg"]
     exact = M.random_expectation(true, True, n_draws=math.factorial(7))   # all 5040 orders
     assert abs(exact["weighted_tau"]) < 1e-9          # no ties: a random order has E[tau] = 0
     assert abs(a["weighted_tau"] - exact["weighted_tau"]) < 0.15
@@ -242,7 +342,8 @@ def test_random_expectation_monte_carlo_is_seeded_and_close():
 def test_random_expectation_single_model():
     exp = M.random_expectation(pd.Series({"a": 1.0}), True, reference_model="a")
     assert exp["hit"] == 1.0 and exp["o2o"] == 0.0 and exp["o2b"] == 0.0
-    assert math.isnan(exp["weighted_tau"])
+    assert exp["top3"] == 1.0 and exp["regret"] == 0.0
+    assert math.isnan(exp["weighted_tau"]) and math.isnan(exp["weighted_tau_avg"])
 
 
 # -- aggregation ----------------------------------------------------------------------------------
@@ -257,7 +358,10 @@ def test_summarize_aggregates_per_method():
         ("d3", "overall", True, 0.2, 0.0, 0.0),
     ], columns=["dataset", "method", "hit", "weighted_tau", "o2o", "o2b"])
     out = M.summarize(per)
-    assert list(out.columns) == ["method", "osr", "weighted_tau", "o2b", "o2o", "n_datasets"]
+    assert list(out.columns) == ["method", "osr", "top3", "weighted_tau", "weighted_tau_avg", "regret",
+                                 "o2b", "o2o", "n_datasets"]
+    # rows without the newer keys (top3, weighted_tau_avg, regret) summarise them as NaN
+    assert out[["top3", "weighted_tau_avg", "regret"]].isna().all().all()
     assert list(out["method"]) == ["mc", "overall"]
     mc = out.set_index("method").loc["mc"]
     assert mc["osr"] == pytest.approx(2 / 3)
@@ -284,6 +388,13 @@ def test_summarize_end_to_end_with_random_rows():
     assert out.loc["mc", "o2o"] == pytest.approx((0 + 2) / 2)
     assert out.loc["random", "osr"] == pytest.approx(1 / 3)
     assert out.loc["random", "n_datasets"] == 2
+    # the new columns: mc selects a, best on d1 (regret 0) and worst on d2 (regret 1)
+    assert out.loc["mc", "top3"] == 1.0                          # three models: always in the top 3
+    assert out.loc["mc", "regret"] == pytest.approx(0.5)
+    assert out.loc["random", "top3"] == pytest.approx(1.0)
+    assert out.loc["random", "regret"] == pytest.approx(0.5)     # (0 + 1/2 + 1) / 3 on each
+    assert out.loc["mc", "weighted_tau_avg"] == pytest.approx(
+        np.mean([M.weighted_tau(t, ["a", "b", "c"], False, rank_by="average") for t in true.values()]))
 
 
 def test_summarize_requires_columns():
