@@ -180,6 +180,10 @@ def evaluate(
     direction = "higher is better" if result.higher_is_better else "lower is better"
     typer.echo(markdown_table(result.summary, f"Leave-one-dataset-out over {len(result.datasets)} datasets "
                                               f"({result.metric}, {direction})"))
+    if result.notes:
+        typer.echo("\nNotes:")
+        for line in result.notes:
+            typer.echo(f"- {line}")
     for name, table in result.studies.items():
         typer.echo("")
         if name == "sparsity":

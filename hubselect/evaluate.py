@@ -3,7 +3,13 @@
 Leave-one-dataset-out: for every dataset with at least two scored models, that dataset's records
 are removed from the graph and from the training rows, and its ranking is predicted exactly as
 ``hubselect rank --holdout`` would. Each method's ranking is scored against the measured one with
-the metrics of :mod:`hubselect.metrics` (OSR, weighted Kendall τ, O2B, O2O).
+the metrics of :mod:`hubselect.metrics` (OSR, top-3 hit rate, weighted Kendall τ under both
+weightings, regret, O2B, O2O).
+
+Any valid zoo can be evaluated: without dataset features or distances, with 5 or 500 models, with
+sparse records or with a (model, dataset) pair recorded more than once (its runs count with their
+mean score, for the truth and for training alike). A baseline that cannot apply to the zoo, or to
+one held-out dataset, is left out there and says why in the evaluation's notes.
 
 Methods
     mc          Match & Choose as hubselect implements it (defaults of :class:`MatchAndChoose`): model and
@@ -14,7 +20,8 @@ Methods
                 CatBoost classifier over ranks
     overall     mean normalised rank over the other datasets (the paper's "Overall")
     initial     the score before fine-tuning, when records carry ``initial_score``
-    direct      multi-output random forest on dataset features only (the paper's "Direct classifier")
+    direct      multi-output random forest on dataset features only (the paper's "Direct classifier"),
+                when the datasets table has feature columns
     popularity  Hub downloads, when the zoo has them
     random      the expectation over random orderings
 """
@@ -35,9 +42,10 @@ from hubselect.ranker import TabularEncoder
 from hubselect.select import MatchAndChoose, ZooTables, dataset_feature_table
 from hubselect.zoo import Zoo
 
-PAPER_PRESET = dict(use_graph=True, rank_features=False, edge_features="hadamard", probe_components=None,
+PAPER_PRESET = dict(prior="mean", blend=1.0, use_graph=True, rank_features=False, edge_features="hadamard", probe_components=None,
                     epochs=1, subsample=1e-3, predictor="catboost")
 NODE2VEC_PRESET = dict(use_graph=True)
+LEARNER_ONLY = dict(blend=1.0)      # the learned ranking alone, for the studies of its parts
 STUDIES = ("sparsity", "ablation", "predictors", "metrics")
 
 
@@ -46,45 +54,91 @@ def eligible_datasets(records: pd.DataFrame) -> list[str]:
     return sorted(counts[counts >= 2].index)
 
 
+def one_record_per_pair(records: pd.DataFrame) -> pd.DataFrame:
+    """Records with each (model, dataset) pair once: repeated runs count with their mean score
+    (and mean ``initial_score``, when recorded). Returned unchanged when no pair repeats."""
+    if not records.duplicated(["model", "dataset"]).any():
+        return records
+    values = [c for c in ("score", "initial_score") if c in records.columns]
+    return records.groupby(["model", "dataset"], as_index=False, sort=False)[values].mean()
+
+
+class NotApplicable(Exception):
+    """A baseline cannot rank on this zoo or for this held-out dataset; the message says why."""
+
+
+class _Notes:
+    """Why methods were left out, collected over the held-out datasets and reported once each."""
+
+    def __init__(self):
+        self._where: dict[tuple[str, str], list[str]] = {}
+
+    def add(self, method: str, dataset: str, reason: str) -> None:
+        self._where.setdefault((method, reason), []).append(dataset)
+
+    def lines(self, n_datasets: int) -> list[str]:
+        out = []
+        for (method, reason), datasets in self._where.items():
+            if len(datasets) >= n_datasets:
+                out.append(f"{method} left out: {reason}")
+            else:
+                shown = ", ".join(map(str, datasets[:5])) + (", ..." if len(datasets) > 5 else "")
+                out.append(f"{method} left out on {len(datasets)} of {n_datasets} held-out datasets "
+                           f"({shown}): {reason}")
+        return out
+
+
 # -- baselines --------------------------------------------------------------------------------------
+# Each returns the models best first, or raises NotApplicable with the reason.
 
 def overall_order(train: pd.DataFrame, models: list[str], higher_is_better: bool) -> list[str]:
     """Models by mean normalised rank on the training datasets; unseen models last."""
+    if train.empty:
+        raise NotApplicable("no other dataset has records")
     t = train.copy()
     t["u"] = t.groupby("dataset")["score"].transform(lambda s: normalized_rank(s, higher_is_better))
     mean_u = t.groupby("model")["u"].mean()
     return sorted(models, key=lambda m: (mean_u.get(m, np.inf), m))
 
 
-def initial_order(own: pd.DataFrame, models: list[str], higher_is_better: bool) -> list[str] | None:
-    if "initial_score" not in own.columns or own["initial_score"].isna().all():
-        return None
+def initial_order(own: pd.DataFrame, models: list[str], higher_is_better: bool) -> list[str]:
+    """Models by their score before fine-tuning on the held-out dataset; unscored models last."""
+    if "initial_score" not in own.columns:
+        raise NotApplicable("the records carry no initial_score (score before fine-tuning)")
+    if own["initial_score"].isna().all():
+        raise NotApplicable("no initial_score recorded on the dataset")
     init = own.set_index("model")["initial_score"].dropna()
     sign = -1 if higher_is_better else 1
     return sorted(models, key=lambda m: (sign * init[m] if m in init.index else np.inf, m))
 
 
-def popularity_order(tables: ZooTables, models: list[str]) -> list[str] | None:
+def popularity_order(tables: ZooTables, models: list[str]) -> list[str]:
+    """Models by Hub downloads, most first; models without a count last."""
     for table in (tables.info, tables.models):
         if table is not None and "downloads" in table.columns and table["downloads"].notna().any():
-            downloads = table.set_index("model")["downloads"]
+            downloads = table.drop_duplicates("model").set_index("model")["downloads"]
+            downloads = pd.to_numeric(downloads, errors="coerce")
             return sorted(models, key=lambda m: (-(downloads.get(m) if pd.notna(downloads.get(m)) else -1), m))
-    return None
+    raise NotApplicable("the zoo has no download counts")
 
 
 def direct_order(tables: ZooTables, train: pd.DataFrame, target: str, models: list[str],
-                 higher_is_better: bool, seed: int) -> list[str] | None:
+                 higher_is_better: bool, seed: int) -> list[str]:
     """Multi-output random forest from dataset features to every model's normalised rank."""
     from sklearn.ensemble import RandomForestRegressor
     features = dataset_feature_table(tables.datasets, tables.probe)
-    if features is None or target not in set(features["dataset"]):
-        return None
+    if features is None or "dataset" not in features.columns:
+        raise NotApplicable("the zoo has no datasets table")
     enc = TabularEncoder("dataset").fit(features)
+    if not enc.names:
+        raise NotApplicable("the datasets table has no feature columns (dataset names only)")
+    if target not in set(features["dataset"]):
+        raise NotApplicable("the dataset has no row in the datasets table")
     t = train.copy()
     t["u"] = t.groupby("dataset")["score"].transform(lambda s: normalized_rank(s, higher_is_better))
     Y = t.pivot_table(index="dataset", columns="model", values="u").reindex(columns=models).fillna(0.5)
     if len(Y) < 2:
-        return None
+        raise NotApplicable("fewer than two other datasets have records to learn from")
     X = np.nan_to_num(enc.transform(features, list(Y.index)))
     rf = RandomForestRegressor(n_estimators=200, random_state=seed, n_jobs=-1).fit(X, Y.to_numpy())
     pred = rf.predict(np.nan_to_num(enc.transform(features, [target])))[0]
@@ -102,16 +156,21 @@ class Evaluation:
     summary: pd.DataFrame
     seconds: float
     studies: dict[str, pd.DataFrame] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)     # methods left out, and why
 
     def to_dict(self) -> dict:
-        methods = {row.method: {"osr": _f(row.osr), "weighted_tau": _f(row.weighted_tau), "o2b": _f(row.o2b),
-                                "o2o": _f(row.o2o), "n_datasets": int(row.n_datasets)}
+        methods = {row.method: {"osr": _f(row.osr), "top3": _f(row.top3), "weighted_tau": _f(row.weighted_tau),
+                                "weighted_tau_avg": _f(row.weighted_tau_avg), "regret": _f(row.regret),
+                                "o2b": _f(row.o2b), "o2o": _f(row.o2o), "n_datasets": int(row.n_datasets)}
                    for row in self.summary.itertuples()}
-        per = [{"dataset": r.dataset, "method": r.method, "top_model": r.top_model, "hit": bool(r.hit),
-                "weighted_tau": _f(r.weighted_tau), "o2o": _f(r.o2o), "o2b": _f(r.o2b)}
+        per = [{"dataset": r.dataset, "method": r.method, "top_model": r.top_model, "hit": _hit(r.hit),
+                "top3": _hit(r.top3), "weighted_tau": _f(r.weighted_tau),
+                "weighted_tau_avg": _f(r.weighted_tau_avg), "regret": _f(r.regret), "o2o": _f(r.o2o),
+                "o2b": _f(r.o2b)}
                for r in self.per_dataset.itertuples()]
         out = {"metric": self.metric, "higher_is_better": self.higher_is_better, "datasets": self.datasets,
-               "methods": methods, "per_dataset": per, "seconds": round(self.seconds, 2)}
+               "methods": methods, "per_dataset": per, "notes": list(self.notes),
+               "seconds": round(self.seconds, 2)}
         if self.studies:
             out["studies"] = {k: v.to_dict("records") for k, v in self.studies.items()}
         return out
@@ -121,60 +180,81 @@ def _f(x) -> float | None:
     return None if x is None or (isinstance(x, float) and np.isnan(x)) else float(x)
 
 
+def _hit(x) -> bool | float | None:
+    """A method's hit is a bool; the random baseline's is a probability."""
+    return bool(x) if isinstance(x, (bool, np.bool_)) else _f(x)
+
+
 def leave_one_dataset_out(tables: ZooTables, methods: dict[str, MatchAndChoose | None] | None = None,
                           baselines: bool = True, records: pd.DataFrame | None = None,
                           datasets: list[str] | None = None, seed: int = 0,
                           progress: Callable[[int, int, str], None] | None = None) -> pd.DataFrame:
-    """One row per (held-out dataset, method): top model, hit, weighted τ, O2O, O2B.
+    """One row per (held-out dataset, method): top model and :data:`hubselect.metrics.ROW_KEYS`.
 
     ``records`` is the knowledge available for training (defaults to the zoo's); the held-out
-    dataset's true scores always come from the zoo's full records.
+    dataset's true scores always come from the zoo's full records. A (model, dataset) pair recorded
+    more than once counts with its mean score. Methods and baselines that give no ranking for a
+    held-out dataset have no row there; why is in ``result.attrs["notes"]`` (a list of lines).
     """
-    truth = tables.records
-    knowledge = truth if records is None else records
-    models = list(tables.models["model"])
+    truth = one_record_per_pair(tables.records)
+    knowledge = truth if records is None else one_record_per_pair(records)
+    listed = list(tables.models["model"])
+    models = listed + sorted(set(truth["model"]) - set(listed), key=str)   # baselines rank every scored model
     hib = tables.higher_is_better
-    reference = metrics.best_on_average(truth, hib)
+    try:
+        reference = metrics.best_on_average(truth, hib)
+    except ValueError:
+        reference = None                   # O2B is then NaN
     methods = {"mc": MatchAndChoose(seed=seed)} if methods is None else methods
     targets = eligible_datasets(truth) if datasets is None else datasets
+    notes = _Notes()
     rows = []
     for i, d in enumerate(targets):
         if progress:
             progress(i, len(targets), d)
         own = truth[truth["dataset"] == d]
         true_scores = own.groupby("model")["score"].mean()
+        if true_scores.empty:
+            notes.add("every method", d, "the dataset has no scored model")
+            continue
         train = knowledge[knowledge["dataset"] != d]
         orders: dict[str, list[str] | None] = {}
         for name, method in methods.items():
             try:
-                predicted = method.rank(tables, d, train, probe=tables.probe)
+                predicted = method.fit(tables.with_records(train)).predict(d)
                 orders[name] = list(predicted.sort_values(["score", "model"])["model"])
             except UserError:
                 orders[name] = None    # e.g. no training dataset left at high sparsity
         if baselines:
-            orders["overall"] = overall_order(train, models, hib)
-            orders["initial"] = initial_order(own, models, hib)
-            orders["direct"] = direct_order(tables, train, d, models, hib, seed)
-            orders["popularity"] = popularity_order(tables, models)
+            for name, make_order in (("overall", lambda: overall_order(train, models, hib)),
+                                     ("initial", lambda: initial_order(own, models, hib)),
+                                     ("direct", lambda: direct_order(tables, train, d, models, hib, seed)),
+                                     ("popularity", lambda: popularity_order(tables, models))):
+                try:
+                    orders[name] = make_order()
+                except NotApplicable as exc:
+                    notes.add(name, d, str(exc))
         for name, order in orders.items():
             if order is None:
-                continue
-            rows.append(_score_row(d, name, true_scores, order, reference, hib))
+                notes.add(name, d, "no ranking: the training records leave nothing to learn from")
+            elif not any(m in true_scores.index for m in order):
+                notes.add(name, d, "it ranks none of the models scored on the dataset")
+            else:
+                rows.append(_score_row(d, name, true_scores, order, reference, hib))
         if baselines:
             exp = metrics.random_expectation(true_scores, hib, reference, seed=seed)
             rows.append({"dataset": d, "method": "random", "top_model": None, **exp})
     if progress:
         progress(len(targets), len(targets), None)
-    return pd.DataFrame(rows, columns=["dataset", "method", "top_model", "hit", "weighted_tau", "o2o", "o2b"])
+    result = pd.DataFrame(rows, columns=["dataset", "method", "top_model", *metrics.ROW_KEYS])
+    result.attrs["notes"] = notes.lines(len(targets))
+    return result
 
 
 def _score_row(dataset, method, true_scores, order, reference, hib) -> dict:
     scored = [m for m in order if m in true_scores.index]
-    return {"dataset": dataset, "method": method, "top_model": scored[0] if scored else None,
-            "hit": metrics.top_hit(true_scores, order, hib),
-            "weighted_tau": metrics.weighted_tau(true_scores, order, hib),
-            "o2o": metrics.o2o(true_scores, order, hib),
-            "o2b": metrics.o2b(true_scores, order, reference, hib)}
+    return {"dataset": dataset, "method": method, "top_model": scored[0],
+            **metrics.evaluate(true_scores, order, hib, reference_model=reference)}
 
 
 def main_methods(seed: int = 0) -> dict[str, MatchAndChoose]:
@@ -195,7 +275,8 @@ def evaluate(zoo: str | None = None, studies: tuple[str, ...] = (), seed: int = 
     start = time.perf_counter()
     per = leave_one_dataset_out(tables, main_methods(seed), seed=seed, progress=progress)
     result = Evaluation(metric=tables.metric, higher_is_better=tables.higher_is_better, datasets=targets,
-                        per_dataset=per, summary=metrics.summarize(per), seconds=0.0)
+                        per_dataset=per, summary=metrics.summarize(per), seconds=0.0,
+                        notes=list(per.attrs.get("notes", [])))
     for study in studies:
         result.studies[study] = STUDY_RUNNERS[study](tables, seed=seed, levels=sparsity_levels,
                                                      n_seeds=sparsity_seeds, progress=progress)
@@ -240,10 +321,11 @@ def sparsity_study(tables: ZooTables, seed: int = 0, levels=(0.0, 0.3, 0.6, 0.9)
 
 def ablation_study(tables: ZooTables, seed: int = 0, **_) -> pd.DataFrame:
     """Table 4: model/dataset features only, graph embeddings only, both."""
-    methods = {"features only": MatchAndChoose(seed=seed, rank_features=False),
-               "graph only": MatchAndChoose(seed=seed, use_features=False, **NODE2VEC_PRESET),
-               "both": MatchAndChoose(seed=seed, **NODE2VEC_PRESET),
-               "default (features + record features)": MatchAndChoose(seed=seed),
+    methods = {"features only": MatchAndChoose(seed=seed, rank_features=False, **LEARNER_ONLY),
+               "graph only": MatchAndChoose(seed=seed, use_features=False, **NODE2VEC_PRESET, **LEARNER_ONLY),
+               "both": MatchAndChoose(seed=seed, **NODE2VEC_PRESET, **LEARNER_ONLY),
+               "features + record features": MatchAndChoose(seed=seed, **LEARNER_ONLY),
+               "default (prior + learned departure)": MatchAndChoose(seed=seed),
                "paper": MatchAndChoose(seed=seed, **PAPER_PRESET)}
     return metrics.summarize(leave_one_dataset_out(tables, methods, baselines=False, seed=seed))
 
@@ -251,7 +333,7 @@ def ablation_study(tables: ZooTables, seed: int = 0, **_) -> pd.DataFrame:
 def predictor_study(tables: ZooTables, seed: int = 0, **_) -> pd.DataFrame:
     """Table 7: the predictor swapped under the same inputs."""
     from hubselect.ranker import PREDICTORS
-    methods = {name: MatchAndChoose(seed=seed, predictor=name) for name in PREDICTORS}
+    methods = {name: MatchAndChoose(seed=seed, predictor=name, **LEARNER_ONLY) for name in PREDICTORS}
     return metrics.summarize(leave_one_dataset_out(tables, methods, baselines=False, seed=seed))
 
 
@@ -261,7 +343,8 @@ def metric_study(tables: ZooTables, seed: int = 0, **_) -> pd.DataFrame:
     Records name their metric in a ``metric`` column; each metric is evaluated on its own rows.
     """
     if "metric" not in tables.records.columns or tables.records["metric"].nunique() < 2:
-        return pd.DataFrame(columns=["metric", "method", "osr", "weighted_tau", "o2b", "o2o", "n_datasets"])
+        return pd.DataFrame(columns=["metric", "method", "osr", "top3", "weighted_tau", "weighted_tau_avg",
+                                     "regret", "o2b", "o2o", "n_datasets"])
     out = []
     for name, recs in tables.records.groupby("metric"):
         sub = ZooTables(**{**tables.__dict__, "records": recs.drop(columns=["metric"])})
@@ -279,11 +362,20 @@ STUDY_RUNNERS = {"sparsity": sparsity_study, "ablation": ablation_study, "predic
 # -- report -----------------------------------------------------------------------------------------
 
 def markdown_table(summary: pd.DataFrame, title: str | None = None) -> str:
-    """A table like the paper's Table 3."""
+    """A table like the paper's Table 3, with the top-3 hit rate, τ under both weightings
+    (by the true ranking; scipy's average) and the regret of the top pick."""
     lines = [f"**{title}**", ""] if title else []
-    lines += ["| method | OSR ↑ | weighted τ ↑ | O2B ↓ | O2O ↓ | datasets |", "|---|---|---|---|---|---|"]
+    lines += ["| method | OSR ↑ | top-3 ↑ | τ true ↑ | τ avg ↑ | regret ↓ | O2B ↓ | O2O ↓ | datasets |",
+              "|---|---|---|---|---|---|---|---|---|"]
+
+    def num(r, key, fmt, scale=1.0, suffix=""):
+        v = getattr(r, key, float("nan"))
+        return "–" if v is None or pd.isna(v) else f"{scale * float(v):{fmt}}{suffix}"
+
     for r in summary.itertuples():
-        lines.append(f"| {r.method} | {100 * r.osr:.1f} % | {r.weighted_tau:.3f} | {r.o2b:.4g} | {r.o2o:.4g} "
+        lines.append(f"| {r.method} | {num(r, 'osr', '.1f', 100, ' %')} | {num(r, 'top3', '.1f', 100, ' %')} "
+                     f"| {num(r, 'weighted_tau', '.3f')} | {num(r, 'weighted_tau_avg', '.3f')} "
+                     f"| {num(r, 'regret', '.3f')} | {num(r, 'o2b', '.4g')} | {num(r, 'o2o', '.4g')} "
                      f"| {int(r.n_datasets)} |")
     return "\n".join(lines)
 
@@ -319,6 +411,8 @@ def write_report(result: Evaluation, folder, zoo_dir=None) -> list:
     written += [folder / "per_dataset.csv", folder / "summary.csv"]
     report = [markdown_table(result.summary, f"Leave-one-dataset-out over {len(result.datasets)} datasets "
                                              f"({result.metric})")]
+    if result.notes:
+        report.append("Notes:\n\n" + "\n".join(f"- {line}" for line in result.notes))
     for name, table in result.studies.items():
         table.to_csv(folder / f"study_{name}.csv", index=False)
         written.append(folder / f"study_{name}.csv")
