@@ -1,8 +1,8 @@
 """Leave-one-dataset-out weighted τ of M&C variants on several zoos (README, "Choosing the defaults").
 
-    python benchmarks/compare_variants.py [--shared ../shared] [--image-zoo DIR] [--variants a,b]
+    python benchmarks/compare_variants.py [--image-zoo DIR] [--variants a,b]
 
-Zoos: transfergraph-text (from ../shared, when present), two synthetic zoos with planted
+Zoos: transfergraph-text (benchmarks/zoos), two synthetic zoos with planted
 affinity (10 models x 32 datasets, noise 0.3, FID-like; 30 models x 20 datasets in 3 kinds, 30 %
 of records missing), and optionally an image zoo (e.g. the one tests/test_rank_images.py builds).
 Prints OSR, weighted τ, O2B, O2O and seconds per variant. A measurement run by hand.
@@ -37,12 +37,11 @@ VARIANTS = {
 
 def main() -> int:
     p = argparse.ArgumentParser()
-    p.add_argument("--shared", type=Path, default=REPO.parent / "shared")
     p.add_argument("--image-zoo", type=Path, default=None)
     p.add_argument("--variants", default=",".join(VARIANTS))
     args = p.parse_args()
     zoos = {}
-    tg = args.shared / "benchmarks" / "transfergraph-text" / "zoo"
+    tg = REPO / "benchmarks" / "zoos" / "transfergraph-text"
     if tg.is_dir():
         zoos["transfergraph"] = tg
     tmp = Path(tempfile.mkdtemp())

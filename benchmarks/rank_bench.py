@@ -1,4 +1,4 @@
-"""Time `hubselect rank` on a zoo (default: ../shared/benchmarks/transfergraph-text/zoo, glue/cola, --holdout).
+"""Time `hubselect rank` on a zoo (default: benchmarks/zoos/transfergraph-text, glue/cola, --holdout).
 
     python benchmarks/rank_bench.py [--zoo DIR] [--dataset NAME] [--repeat 3]
 
@@ -21,7 +21,7 @@ sys.path.insert(0, str(REPO))
 
 def main() -> int:
     p = argparse.ArgumentParser()
-    p.add_argument("--zoo", type=Path, default=REPO.parent / "shared" / "benchmarks" / "transfergraph-text" / "zoo")
+    p.add_argument("--zoo", type=Path, default=REPO / "benchmarks" / "zoos" / "transfergraph-text")
     p.add_argument("--dataset", default="glue/cola")
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--predictor", default="catboost")
