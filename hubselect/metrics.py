@@ -80,7 +80,6 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
-from scipy.stats import weightedtau
 
 __all__ = [
     "ROW_KEYS",
@@ -215,6 +214,7 @@ def _tau_from(g: pd.Series, order: list, unranked: list, rank_by: RankBy) -> flo
     # predicted ranking as scores: -position (best = 0); unranked models tied after all ranked
     y = -np.concatenate([np.arange(len(order), dtype=float),
                          np.full(len(unranked), float(len(order)))])
+    from scipy.stats import weightedtau   # scipy.stats takes a second to import: only when τ is wanted
     with np.errstate(divide="ignore", invalid="ignore"):
         if rank_by == "true":
             res = weightedtau(x, y, rank=None)
