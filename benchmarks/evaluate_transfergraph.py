@@ -1,6 +1,6 @@
 """M&C and its baselines on the TransferGraph text zoo, beside TransferGraph's published weighted τ.
 
-    python benchmarks/evaluate_transfergraph.py [--shared ../shared] [--methods mc,mc-paper]
+    python benchmarks/evaluate_transfergraph.py [--zoo benchmarks/zoos/transfergraph-text] [--methods mc,mc-paper]
 
 Runs the leave-one-dataset-out protocol (`hubselect evaluate`'s main table), then prints, for the
 eight target datasets TransferGraph reports, our weighted τ next to theirs
@@ -29,18 +29,18 @@ from hubselect.zoo import Zoo  # noqa: E402
 
 def main() -> int:
     p = argparse.ArgumentParser()
-    p.add_argument("--shared", type=Path, default=REPO.parent / "shared")
+    p.add_argument("--zoo", type=Path, default=REPO / "benchmarks" / "zoos" / "transfergraph-text",
+                   help="the transfergraph-text zoo, with TransferGraph's published_w-kendall.csv beside its tables")
     p.add_argument("--methods", default="mc,mc-paper")
     args = p.parse_args()
-    bench = args.shared / "benchmarks" / "transfergraph-text"
-    tables = ZooTables.load(Zoo.open(bench / "zoo"))
+    tables = ZooTables.load(Zoo.open(args.zoo))
     methods = {k: v for k, v in main_methods().items() if k in args.methods.split(",")}
     t = time.perf_counter()
     per = leave_one_dataset_out(tables, methods)
     seconds = time.perf_counter() - t
     print(markdown_table(metrics.summarize(per), f"transfergraph-text, leave-one-dataset-out ({seconds:.1f} s)"))
 
-    published = pd.read_csv(bench / "src" / "published_w-kendall.csv", index_col=0)
+    published = pd.read_csv(args.zoo / "published_w-kendall.csv", index_col=0)
     targets = [c for c in published.columns if c != "average"]
     hib = tables.higher_is_better
     rows = {}

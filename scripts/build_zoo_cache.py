@@ -1,6 +1,6 @@
-"""Rebuild the shipped zoo_cache/ offline: crawl ../shared/hub_fixtures through the local Hub endpoint.
+"""Rebuild the shipped zoo_cache/ offline: crawl tests/hub_fixtures through the local Hub endpoint.
 
-    python scripts/build_zoo_cache.py [--fixtures ../shared/hub_fixtures] [--zoo zoo_cache]
+    python scripts/build_zoo_cache.py [--fixtures tests/hub_fixtures] [--zoo zoo_cache]
 
 The fixture folder holds real Hub config files of the paper's pipelines (see its PROVENANCE.md).
 They are served over HTTP by tests/hub_server.py and crawled with `hubselect crawl` exactly as the
@@ -26,7 +26,7 @@ from tests.hub_server import HubServer  # noqa: E402
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--fixtures", type=Path, default=REPO.parent / "shared" / "hub_fixtures")
+    parser.add_argument("--fixtures", type=Path, default=REPO / "tests" / "hub_fixtures")
     parser.add_argument("--zoo", type=Path, default=REPO / "zoo_cache")
     args = parser.parse_args()
     if not (args.fixtures / "models").is_dir():

@@ -18,7 +18,7 @@ import pytest
 #
 #   hub_root      an empty hub root folder (ROOT/models, ROOT/datasets)
 #   hub_server    a started HubServer over hub_root; the real huggingface_hub client is pointed at it
-#   fixture_hub   a started HubServer over a temporary COPY of shared/hub_fixtures (skips if absent)
+#   fixture_hub   a started HubServer over a temporary COPY of tests/hub_fixtures
 #   make_repo     (import it from tests.hub_server) writes a tiny repo into a root folder
 #
 # How huggingface_hub reads its endpoint: `huggingface_hub.constants` reads HF_ENDPOINT, HF_HOME (and the cache/token
@@ -47,17 +47,9 @@ if "huggingface_hub" not in sys.modules:
 from tests.hub_server import HubServer, configure_hf_client, reset_hf_client  # noqa: E402
 
 
-def shared_hub_fixtures_dir() -> Path | None:
-    """shared/hub_fixtures: $HUBSELECT_SHARED/hub_fixtures (or $HUBSELECT_SHARED itself), else ../shared."""
-    candidates = []
-    env = os.environ.get("HUBSELECT_SHARED")
-    if env:
-        candidates += [Path(env) / "hub_fixtures", Path(env)]
-    candidates.append(Path(__file__).resolve().parents[2] / "shared" / "hub_fixtures")
-    for c in candidates:
-        if (c / "models").is_dir() or (c / "datasets").is_dir():
-            return c
-    return None
+# Real Hub config files of the paper's pipelines, with their provenance (hub_fixtures/models/PROVENANCE.md).
+HUB_FIXTURES = Path(__file__).resolve().parent / "hub_fixtures"
+
 
 
 def _serve(root: Path, monkeypatch: pytest.MonkeyPatch, hf_home: Path) -> Iterator[HubServer]:
@@ -93,13 +85,11 @@ def hub_server(hub_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
 
 @pytest.fixture
 def fixture_hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[HubServer]:
-    """A HubServer over a writable temporary copy of shared/hub_fixtures (skipped when that folder is absent)."""
-    src = shared_hub_fixtures_dir()
-    if src is None:
-        pytest.skip("shared/hub_fixtures not found (set HUBSELECT_SHARED to the shared folder)")
+    """A HubServer over a writable temporary copy of tests/hub_fixtures."""
+    src = HUB_FIXTURES
     root = tmp_path / "fixture_hub"
     shutil.copytree(src, root, copy_function=shutil.copyfile)
-    for dirpath, _dirnames, filenames in os.walk(root):  # the shared copy is read-only; copytree copies dir modes
+    for dirpath, _dirnames, filenames in os.walk(root):  # the fixtures may be read-only; copytree copies dir modes
         os.chmod(dirpath, 0o755)
         for name in filenames:
             os.chmod(os.path.join(dirpath, name), 0o644)

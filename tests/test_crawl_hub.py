@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import torch
 
 from crawlers.crawl import crawl, record_path
 from hubselect.hub import HubClient
 from hubselect.zoo import Zoo
-from tests.conftest import shared_hub_fixtures_dir
 from tests import cli_helpers
 from tests.hub_server import make_repo
 from tests.tiny_pipelines import FAMILIES, checkpoint_numel, write_pipeline
@@ -34,17 +33,9 @@ def fast_client(url: str) -> HubClient:
 
 
 def table2() -> dict[str, float]:
-    """Denoiser params (G) by Hub repo from shared/paper/tables.md (Table 2)."""
-    fixtures = shared_hub_fixtures_dir()
-    tables = fixtures.parent / "paper" / "tables.md" if fixtures else None
-    if tables is None or not tables.is_file():
-        pytest.skip("shared/paper/tables.md not available")
-    out = {}
-    for line in tables.read_text().splitlines():
-        cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        if len(cells) == 6 and re.fullmatch(r"[\w.-]+/[\w.-]+", cells[1].split(" ")[0]):
-            out[cells[1].split(" ")[0]] = float(cells[4])
-    return out
+    """Denoiser params (G) by Hub repo, as the paper's Table 2 publishes them."""
+    table = pd.read_csv(Path(__file__).parent / "data" / "paper_table2_denoiser_params.csv", comment="#")
+    return dict(zip(table["model"], table["denoiser_params_g"].astype(float)))
 
 
 def fixture_repo_ids(root: Path) -> list[str]:

@@ -14,7 +14,6 @@ from hubselect.hub import pipeline_files
 from hubselect.prior import prior_position
 from hubselect.select import MatchAndChoose
 from hubselect.synthetic import make_synthetic_zoo
-from tests.conftest import shared_hub_fixtures_dir
 from tests.hub_server import make_repo
 from tests.cli_helpers import run_cli
 
@@ -86,10 +85,7 @@ def test_cold_start_on_the_shipped_zoo_falls_back_to_the_published_ranking(tmp_p
 
 
 def test_transfergraph_holdout_returns_every_model():
-    fixtures = shared_hub_fixtures_dir()
-    zoo = fixtures.parent / "benchmarks" / "transfergraph-text" / "zoo" if fixtures else None
-    if zoo is None or not zoo.is_dir():
-        pytest.skip("shared/benchmarks/transfergraph-text not available")
+    zoo = REPO / "benchmarks" / "zoos" / "transfergraph-text"
     n_models = len(pd.read_csv(zoo / "models.csv"))
     res = run_cli("rank", "glue/cola", "--zoo", str(zoo), "--holdout", "--json")
     assert res.returncode == 0, res.stderr

@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tests.conftest import shared_hub_fixtures_dir
+from tests.conftest import HUB_FIXTURES
 from tests.hub_server import make_repo
 from tests.tiny_pipelines import build_pipeline
 
@@ -57,14 +57,11 @@ def zoo_records(zoo: Path) -> pd.DataFrame:
 # -- the acceptance test: a new repo on the Hub, a copy of the shipped zoo -------------------------------------
 
 def serve_shipped_models(hub_root: Path, zoo: Path) -> list[str]:
-    """Serve the shipped zoo's repos (shared/hub_fixtures), with the Hub metadata recorded when it was crawled.
+    """Serve the shipped zoo's repos (tests/hub_fixtures), with the Hub metadata recorded when it was crawled.
 
-    Returns their IDs; none when shared/hub_fixtures is absent (the new repo is then the only one served).
+    Returns their IDs.
     """
-    shared = shared_hub_fixtures_dir()
-    if shared is None or not (shared / "models").is_dir():
-        return []
-    shutil.copytree(shared / "models", hub_root / "models", dirs_exist_ok=True)
+    shutil.copytree(HUB_FIXTURES / "models", hub_root / "models", dirs_exist_ok=True)
     for dirpath, _dirs, files in os.walk(hub_root):
         os.chmod(dirpath, 0o755)
         for name in files:
