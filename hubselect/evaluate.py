@@ -223,8 +223,8 @@ def leave_one_dataset_out(tables: ZooTables, methods: dict[str, MatchAndChoose |
             try:
                 predicted = method.fit(tables.with_records(train)).predict(d)
                 orders[name] = list(predicted.sort_values(["score", "model"])["model"])
-            except UserError:
-                orders[name] = None    # e.g. no training dataset left at high sparsity
+            except UserError as exc:   # e.g. no training dataset left at high sparsity
+                notes.add(name, d, f"no ranking: {exc}")
         if baselines:
             for name, make_order in (("overall", lambda: overall_order(train, models, hib)),
                                      ("initial", lambda: initial_order(own, models, hib)),
@@ -236,8 +236,8 @@ def leave_one_dataset_out(tables: ZooTables, methods: dict[str, MatchAndChoose |
                     notes.add(name, d, str(exc))
         for name, order in orders.items():
             if order is None:
-                notes.add(name, d, "no ranking: the training records leave nothing to learn from")
-            elif not any(m in true_scores.index for m in order):
+                continue
+            if not any(m in true_scores.index for m in order):
                 notes.add(name, d, "it ranks none of the models scored on the dataset")
             else:
                 rows.append(_score_row(d, name, true_scores, order, reference, hib))
