@@ -13,7 +13,8 @@ Storage layout (a plain folder, e.g. a temporary copy of ``shared/hub_fixtures``
     ROOT/.meta/models/<org>/<name>.json      optional sidecar metadata, never served as a file
     ROOT/.meta/datasets/<org>/<name>.json
 
-Sidecar keys: ``downloads``, ``likes``, ``tags``, ``pipeline_tag``, ``library_name``, ``gated`` (false/"auto"/"manual"),
+Sidecar keys: ``downloads``, ``likes``, ``tags``, ``pipeline_tag``, ``library_name``, ``gated`` (false/"auto"/"manual";
+without it, a README whose front matter has ``extra_gated_*`` keys makes the repo gated "auto"),
 ``private``, ``disabled``, ``created_at``, ``last_modified``, ``trending_score``, ``downloads_all_time``,
 ``description`` (datasets).
 
@@ -491,6 +492,8 @@ class _Storage:
             add(f"license:{v}")
 
         gated = meta.get("gated", False)
+        if "gated" not in meta and any(str(k).startswith("extra_gated_") for k in card_d):
+            gated = "auto"   # a card that configures the access form (extra_gated_*) stands for a gated repo
         if gated is True:
             gated = "auto"
         if gated not in ("auto", "manual"):
