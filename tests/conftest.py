@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -39,6 +40,8 @@ HUB_ETAG_TIMEOUT = 2  # seconds; HubServer.timeout_delay (3 s) must stay above i
 HUB_DOWNLOAD_TIMEOUT = 2
 
 if "huggingface_hub" not in sys.modules:
+    # Tests never read or write the user's Hub cache (downloads, the selector's cached choices).
+    os.environ["HF_HOME"] = tempfile.mkdtemp(prefix="hubselect-tests-hf-home-")
     os.environ.setdefault("HF_ENDPOINT", "http://127.0.0.1:9")
     os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
     os.environ.setdefault("HF_HUB_ETAG_TIMEOUT", str(HUB_ETAG_TIMEOUT))
