@@ -22,8 +22,8 @@ from typing import Callable, Iterable
 
 import pandas as pd
 
-from crawlers.pipeline import MissingDenoiser, describe_pipeline
 from hubselect import features
+from hubselect.crawlers.pipeline import MissingDenoiser, describe_pipeline
 from hubselect.errors import HubError, UserError
 from hubselect.hub import HubClient, is_repo_id
 from hubselect.zoo import Zoo, atomic_write_json

@@ -12,7 +12,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from crawlers import meta
+from hubselect.crawlers import meta
 
 log = logging.getLogger(__name__)
 

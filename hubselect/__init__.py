@@ -22,7 +22,7 @@ def __getattr__(name):
         from hubselect.zoo import Zoo
         return Zoo
     if name == "crawl":
-        from crawlers.crawl import crawl
+        from hubselect.crawlers.crawl import crawl
         return crawl
     if name == "list_models":
         from hubselect.zoo_listing import list_models

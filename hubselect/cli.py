@@ -30,7 +30,9 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 
-ZooOption = typer.Option(None, "--zoo", help="Zoo directory (default: $HUBSELECT_ZOO or the shipped zoo_cache/).",
+ZooOption = typer.Option(None, "--zoo", help="Zoo directory (default: $HUBSELECT_ZOO, else your zoo in "
+                                              "$HF_HOME/hubselect/zoo if it exists, else the shipped zoo; "
+                                              "commands that write never write the shipped zoo).",
                          file_okay=False)
 JsonOption = typer.Option(False, "--json", help="Print machine-readable JSON on stdout.")
 
@@ -67,7 +69,7 @@ def crawl(
     json_out: bool = JsonOption,
 ):
     """Add or refresh text-to-image pipelines: configs and cards only, never weights or code."""
-    from crawlers.crawl import crawl as run_crawl
+    from hubselect.crawlers.crawl import crawl as run_crawl
     from hubselect.zoo import Zoo
 
     target = Zoo.open(zoo, create=True)
@@ -204,9 +206,8 @@ def sync(
 ):
     """Pull the shared edge dataset (fine-tuning records and dataset profiles) into the zoo."""
     from hubselect.edges import pull
-    from hubselect.zoo import default_zoo_dir
 
-    summary = pull(repo, zoo if zoo is not None else default_zoo_dir())
+    summary = pull(repo, zoo)   # no --zoo: the user's zoo, never the shipped one
     if json_out:
         typer.echo(json.dumps(summary, indent=2))
         return
@@ -466,6 +467,8 @@ def profile(
         probe = (Zoo.open(zoo_dir).info.probe if (zoo_dir / "zoo.json").is_file() else None) or "clip"
     result = profile_dataset(dataset, probe=probe, n=n, image_column=image_column, caption_column=caption_column,
                              split=split, name=name, seed=seed, progress=_progress_bar("profile", "img"))
+    if zoo is None:     # no --zoo: the user's zoo (made from the shipped one), never the shipped zoo itself
+        zoo_dir = default_zoo_dir(write=True)
     written = add_profile_to_zoo(Zoo.open(zoo_dir, create=True), result)
     if json_out:
         typer.echo(json.dumps({**result.summary(), "zoo": str(zoo_dir), "profile_path": written["profile"],

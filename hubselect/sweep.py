@@ -302,7 +302,7 @@ def run_local(pairs: list[Pair], *, zoo=None, settings: dict | None = None,
     from hubselect.finetune.run import _zoo_probe
     from hubselect.zoo import Zoo
 
-    zoo = zoo if isinstance(zoo, Zoo) else Zoo.open(zoo)
+    zoo = zoo if isinstance(zoo, Zoo) else Zoo.open(zoo, write=bool(pairs))   # never the shipped zoo
     settings = check_settings(settings, _zoo_probe(zoo, None))
     edges_repo = _check_repo_id(edges_repo or default_edges_repo())
     if launcher not in ("auto", "inprocess", "accelerate"):
@@ -624,6 +624,7 @@ def sweep(models: Iterable[str], datasets: Iterable[str], *, backend: str = "loc
 
     if backend not in BACKENDS:
         raise UserError(f"unknown --backend {backend!r}: local or hf-jobs")
+    named_zoo = zoo
     zoo = zoo if isinstance(zoo, Zoo) else Zoo.open(zoo)
     edges_repo = _check_repo_id(edges_repo or default_edges_repo())
     check_settings(settings, _zoo_probe(zoo, None))     # bad input before any Hub call
@@ -644,6 +645,9 @@ def sweep(models: Iterable[str], datasets: Iterable[str], *, backend: str = "loc
               "metric": zoo.info.metric, "requested": requested,
               "pending": [p.to_dict() for p in pairs], "dry_run": dry_run, "runs": []}
     if backend == "local" and not dry_run:
+        if named_zoo is None and pairs:   # no zoo named: results go to the user's zoo, never the shipped one
+            zoo = Zoo.open(None, write=True)
+            report["zoo"] = str(zoo.path)
         report["runs"] = run_local(pairs, zoo=zoo, settings=settings,
                                    edges_repo=edges_repo, launcher=launcher,
                                    progress=progress, client=client)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,20 +30,78 @@ REQUIRED_COLUMNS = {
 }
 
 
-def default_zoo_dir() -> Path:
+def shipped_zoo_dir() -> Path:
+    """The zoo shipped with hubselect (read only).
+
+    An installed wheel carries it as package data, ``hubselect/zoo_cache/``; in a clone (or an
+    editable install) it is the repository's top-level ``zoo_cache/``.
+    """
+    package = Path(__file__).resolve().parent
+    installed = package / "zoo_cache"
+    if (installed / "zoo.json").is_file():
+        return installed
+    return package.parent / "zoo_cache"
+
+
+def user_zoo_dir() -> Path:
+    """The user's own zoo, ``$HF_HOME/hubselect/zoo``: where commands write when no zoo is named."""
+    from huggingface_hub import constants
+    return Path(constants.HF_HOME) / "hubselect" / "zoo"
+
+
+def default_zoo_dir(write: bool = False) -> Path:
     """The zoo used when ``--zoo`` is not given.
 
-    ``HUBSELECT_ZOO`` wins; otherwise the ``zoo_cache/`` shipped beside the package (a clone or an
-    editable install), else a per-user zoo under ``HF_HOME``.
+    ``HUBSELECT_ZOO`` wins, for reading and writing. Otherwise the shipped zoo is never written:
+    reading uses the user's zoo (:func:`user_zoo_dir`) when it exists, else the shipped one;
+    ``write=True`` returns the user's zoo, first made as a copy of the shipped one.
     """
     env = os.environ.get("HUBSELECT_ZOO")
     if env:
         return Path(env)
-    shipped = Path(__file__).resolve().parent.parent / "zoo_cache"
-    if shipped.is_dir():
-        return shipped
-    hf_home = Path(os.environ.get("HF_HOME", Path.home() / ".cache" / "huggingface"))
-    return hf_home / "hubselect" / "zoo"
+    user = user_zoo_dir()
+    if write:
+        return ensure_user_zoo()
+    if (user / "zoo.json").is_file():
+        return user
+    shipped = shipped_zoo_dir()
+    return shipped if (shipped / "zoo.json").is_file() else user
+
+
+def ensure_user_zoo() -> Path:
+    """The user's zoo, made on first use as a copy of the shipped zoo (an empty zoo if none ships).
+
+    The copy is assembled beside its destination and moved into place in one step, so a killed
+    process or a concurrent first use never leaves half a zoo.
+    """
+    user = user_zoo_dir()
+    if (user / "zoo.json").is_file():
+        return user
+    shipped = shipped_zoo_dir()
+    user.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".zoo.", dir=user.parent))
+    try:
+        if (shipped / "zoo.json").is_file():
+            for src in sorted(shipped.rglob("*")):
+                if src.is_file() and "__pycache__" not in src.parts:
+                    dst = staging / src.relative_to(shipped)
+                    dst.parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copyfile(src, dst)   # contents only: the copy is writable whatever the source's mode
+        else:
+            atomic_write_json(staging / "zoo.json", ZooInfo().to_dict())
+        os.chmod(staging, 0o777 & ~_UMASK)     # mkdtemp makes 0700
+        if user.is_dir() and not any(user.iterdir()):
+            user.rmdir()                         # an empty folder left by hand: replace it
+        try:
+            os.rename(staging, user)
+        except OSError:
+            if not (user / "zoo.json").is_file():  # not a concurrent first use that won the race
+                raise UserError(f"cannot make the user zoo at {user}: it exists and holds no zoo.json "
+                                "(move it away, or pass --zoo DIR)") from None
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+    return user
 
 
 def _current_umask() -> int:
@@ -94,8 +153,13 @@ class Zoo:
 
     # -- creation / metadata -------------------------------------------------------------------
     @classmethod
-    def open(cls, path: str | os.PathLike | None = None, create: bool = False) -> "Zoo":
-        zoo = cls(path if path is not None else default_zoo_dir())
+    def open(cls, path: str | os.PathLike | None = None, create: bool = False, write: bool = False) -> "Zoo":
+        """The zoo at ``path``; with no path, the default zoo (:func:`default_zoo_dir`).
+
+        ``write`` (implied by ``create``) says the caller will write: with no path, that is the
+        user's zoo, never the shipped one.
+        """
+        zoo = cls(path if path is not None else default_zoo_dir(write=write or create))
         if not (zoo.path / "zoo.json").is_file():
             if not create:
                 raise UserError(f"no zoo at {zoo.path} (zoo.json missing); pass --zoo DIR")

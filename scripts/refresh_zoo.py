@@ -7,7 +7,7 @@
 Every step works on a STAGING COPY of the zoo (a temporary directory):
 
   a. crawl: the Hub's most-downloaded diffusers text-to-image repos (``limit``) plus crawlers/pinned.txt,
-     incremental by commit sha (``crawlers.crawl.crawl``);
+     incremental by commit sha (``hubselect.crawlers.crawl.crawl``);
   b. sync: pull the shared edge dataset's records and profiles (``hubselect.edges.pull``); an edge dataset
      that does not exist (or is private without a token) is a warning, not a failure;
   c. refit: the model-feature schema is refitted on the whole zoo (the ``hubselect crawl --refit-features``
@@ -276,12 +276,12 @@ def apply_changes(zoo_dir: Path, staging: Path, changes: dict[str, list[str]]) -
 # -- steps ------------------------------------------------------------------------------------------
 
 def _previous_ok(zoo) -> set[str]:
-    from crawlers.crawl import load_records
+    from hubselect.crawlers.crawl import load_records
     return {r["model"] for r in load_records(zoo) if r.get("status") == "ok"}
 
 
 def crawl_step(stage, cfg: RefreshConfig, client) -> dict:
-    from crawlers.crawl import crawl
+    from hubselect.crawlers.crawl import crawl
 
     known = _previous_ok(stage)
     summary = crawl(None, stage, limit=cfg.limit, include_pinned=cfg.pinned, refit_features=True, client=client)
@@ -491,7 +491,8 @@ def _positive_int(text: str) -> int:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = _Parser(prog="refresh_zoo.py", description=__doc__.splitlines()[0])
-    p.add_argument("--zoo", type=Path, help="the zoo to refresh in place (default: $HUBSELECT_ZOO or zoo_cache/)")
+    p.add_argument("--zoo", type=Path, help="the zoo to refresh in place (default: $HUBSELECT_ZOO, else the user's "
+                   "zoo under $HF_HOME/hubselect/zoo, made from the shipped zoo on first use)")
     p.add_argument("--config", type=Path, help="JSON configuration (datasets, limit, pinned, edges_repo, variant, "
                                                "seed, tolerance)")
     p.add_argument("--limit", type=_positive_int, help="how many most-downloaded repos to list (overrides the config)")
@@ -526,7 +527,7 @@ def main(argv: list[str] | None = None, quiet_libraries: bool = False) -> int:
                 raise ConfigError(f"--edges-repo: expected a dataset repo ID (owner/name), got {args.edges_repo!r}")
             cfg.edges_repo = args.edges_repo
         from hubselect.zoo import default_zoo_dir
-        zoo_dir = args.zoo if args.zoo is not None else default_zoo_dir()
+        zoo_dir = args.zoo if args.zoo is not None else default_zoo_dir(write=True)   # never the shipped zoo
         if not (zoo_dir / "zoo.json").is_file():
             raise ConfigError(f"no zoo at {zoo_dir} (zoo.json missing); pass --zoo DIR")
     except ConfigError as exc:

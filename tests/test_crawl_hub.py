@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import torch
 
-from crawlers.crawl import crawl, record_path
+from hubselect.crawlers.crawl import crawl, record_path
 from hubselect.hub import HubClient
 from hubselect.zoo import Zoo
 from tests import cli_helpers

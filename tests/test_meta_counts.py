@@ -4,8 +4,8 @@ import pytest
 import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from crawlers import meta
-from crawlers.crawl import LocalRepo, describe_repo
+from hubselect.crawlers import meta
+from hubselect.crawlers.crawl import LocalRepo, describe_repo
 from tests.tiny_pipelines import FAMILIES, checkpoint_numel, write_pipeline
 
 

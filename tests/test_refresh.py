@@ -114,7 +114,7 @@ def test_refresh_adds_a_new_repo_to_a_copy_of_zoo_cache_and_leaves_the_rest_inta
     assert [r for r in new_rows if r not in old_rows][0].startswith("newcomer/tiny-sd-pipe,hub,")
 
     # models: refitted on the whole zoo (as `hubselect crawl --refit-features`), every model present.
-    from crawlers.crawl import load_records
+    from hubselect.crawlers.crawl import load_records
     from hubselect import features
     from hubselect.zoo import Zoo
     records = [r for r in load_records(Zoo(zoo)) if r.get("status") == "ok"]

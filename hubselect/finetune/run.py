@@ -42,7 +42,7 @@ def _dataset_profile(zoo, trainer: Trainer, probe: str):
 def _ensure_model_in_zoo(zoo, trainer: Trainer) -> str | None:
     """Crawl the model into the zoo when it is not there (configs only), so that its record ranks.
     Returns a note when that was not possible; the record is kept either way."""
-    from crawlers.crawl import crawl
+    from hubselect.crawlers.crawl import crawl
 
     resolved = trainer.resolved
     models = zoo.read_table("models")
@@ -70,6 +70,7 @@ def finetune(config: FinetuneConfig, *, zoo=None, push: bool = False, adapter_re
     from hubselect.hub import HubClient
     from hubselect.zoo import Zoo
 
+    named_zoo = zoo
     zoo = zoo if isinstance(zoo, Zoo) else Zoo.open(zoo)
     config.probe = _zoo_probe(zoo, config.probe)
     trainer = Trainer(config, run_dir=Path(run_dir) if run_dir else None, progress=progress,
@@ -88,6 +89,8 @@ def finetune(config: FinetuneConfig, *, zoo=None, push: bool = False, adapter_re
         return result.to_dict()
     record = dict(result.record)
     local_id = record_id(record)
+    if named_zoo is None:   # no zoo named: the result goes to the user's zoo, never the shipped one
+        zoo = Zoo.open(None, write=True)
     profile = _dataset_profile(zoo, trainer, config.probe)
     out = result.to_dict()
     note = _ensure_model_in_zoo(zoo, trainer)
