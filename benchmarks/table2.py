@@ -1,6 +1,6 @@
 """Denoiser parameters and sampling TFLOPs of the zoo beside the paper's Table 2.
 
-    python benchmarks/table2.py [--zoo zoo_cache] [--tables ../shared/paper/tables.md]
+    python benchmarks/table2.py [--zoo zoo_cache] [--tables benchmarks/data/paper_table2.csv]
 
 Prints a markdown table: our counts at each pipeline's native resolution (what the zoo stores),
 the same sampling recipe at 512 px (the paper's fine-tuning resolution), and Table 2's figures,
@@ -18,7 +18,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from crawlers import meta  # noqa: E402
+from hubselect.crawlers import meta  # noqa: E402
 
 # VAE downscale for repos whose VAE config is not in the zoo (transformer-only repos): the factor
 # of the VAE the family publishes (SD3/PixArt: KL f8; Sana: DC-AE f32, mit-han-lab/dc-ae-f32c32).
@@ -27,6 +27,12 @@ ALIASES = {"Kwai-Kolors/Kolors": "Kwai-Kolors/Kolors-diffusers"}
 
 
 def read_table2(path: Path) -> dict[str, dict]:
+    """Table 2 by Hub repo ID: the repository's CSV copy (default), or the paper's markdown tables."""
+    if path.suffix == ".csv":
+        import csv
+        rows = csv.DictReader(line for line in path.read_text().splitlines() if not line.startswith("#"))
+        return {r["model"]: {"name": r["name"], "tflop": float(r["tflop"]), "params_g": float(r["denoiser_params_g"])}
+                for r in rows}
     out = {}
     for line in path.read_text().splitlines():
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
@@ -55,7 +61,8 @@ def flops_at(record: dict, pixels: int) -> float:
 def main() -> int:
     p = argparse.ArgumentParser()
     p.add_argument("--zoo", type=Path, default=REPO / "zoo_cache")
-    p.add_argument("--tables", type=Path, default=REPO.parent / "shared" / "paper" / "tables.md")
+    p.add_argument("--tables", type=Path, default=REPO / "benchmarks" / "data" / "paper_table2.csv",
+                   help="Table 2 as CSV (default: the repository's copy) or the paper's markdown tables")
     args = p.parse_args()
     table2 = read_table2(args.tables)
     print("| model | denoiser params (B) | Table 2 (B) | ratio | TFLOP/img native (px) | TFLOP/img at 512 px "

@@ -38,14 +38,19 @@ JsonOption = typer.Option(False, "--json", help="Print machine-readable JSON on 
 
 
 def _progress_bar(desc: str, unit: str):
-    """A ``(done, total, item)`` callback drawing a tqdm bar on stderr."""
+    """A ``(done, total, item)`` callback drawing a tqdm bar on stderr.
+
+    The bar starts at the first report, counting what was already done as its initial value: tqdm's
+    rate is then (done - initial) / time since that report, so units finished before the bar existed
+    never show as millions per second (the rate reads ``?`` until a unit finishes under the bar).
+    """
     from tqdm.auto import tqdm
     state: dict = {}
 
     def update(done: int, total: int, item: str | None) -> None:
         bar = state.get("bar")
         if bar is None:
-            bar = state["bar"] = tqdm(total=total, desc=desc, unit=unit, file=sys.stderr,
+            bar = state["bar"] = tqdm(total=total, initial=done, desc=desc, unit=unit, file=sys.stderr,
                                       disable=None, leave=False)
         bar.n = done
         bar.set_postfix_str(item or "", refresh=False)
@@ -57,7 +62,7 @@ def _progress_bar(desc: str, unit: str):
 
 @app.command()
 def crawl(
-    repos: Optional[list[str]] = typer.Argument(None, metavar="[REPO_ID or PATH]...",
+    repos: Optional[list[str]] = typer.Argument(None, metavar="REPO_ID_OR_PATH",
                                                 help="Hub repo IDs or local pipeline folders. "
                                                      "Default: the most-downloaded text-to-image diffusers repos."),
     limit: Optional[int] = typer.Option(None, "--limit", min=1, help="How many Hub repos to list (no REPO given)."),
@@ -165,7 +170,7 @@ def evaluate(
                                               help="Also run a study: sparsity, ablation, predictors, metrics "
                                                    "(repeatable)."),
     sparsity_seeds: int = typer.Option(5, "--sparsity-seeds", min=1, help="Seeds per sparsity level."),
-    seed: int = typer.Option(0, "--seed"),
+    seed: int = typer.Option(0, "--seed", help="Seed of the predictors and the studies' random draws."),
     json_out: bool = JsonOption,
 ):
     """The paper's leave-one-dataset-out protocol on the zoo: M&C against its baselines."""
@@ -249,9 +254,9 @@ def finetune(
     edges_repo: Optional[str] = typer.Option(None, "--edges-repo",
                                              help="Edge dataset repo (default: $HUBSELECT_EDGES_REPO or "
                                                   "hubselect/t2i-finetuning-records)."),
-    image_column: Optional[str] = typer.Option(None, "--image-column"),
-    caption_column: Optional[str] = typer.Option(None, "--caption-column"),
-    split: Optional[str] = typer.Option(None, "--split"),
+    image_column: Optional[str] = typer.Option(None, "--image-column", help="Image column of a Hub dataset."),
+    caption_column: Optional[str] = typer.Option(None, "--caption-column", help="Caption column."),
+    split: Optional[str] = typer.Option(None, "--split", help="Split (default: train, else the first)."),
     json_out: bool = JsonOption,
 ):
     """LoRA fine-tune a pipeline on a dataset, score it (FID/KID/CMMD before and after), record the result."""
