@@ -23,15 +23,19 @@ from typing import Callable, Iterable
 import pandas as pd
 
 from hubselect import features
+from hubselect.crawlers.card import card_facts, is_gated, licence_id
 from hubselect.crawlers.pipeline import MissingDenoiser, describe_pipeline
 from hubselect.errors import HubError, UserError
 from hubselect.hub import HubClient, is_repo_id
+from hubselect.loadable import loadable_counterpart
 from hubselect.zoo import Zoo, atomic_write_json
 
 log = logging.getLogger(__name__)
 
 # Bump when the crawler computes something new, so that unchanged repos are described again.
-CRAWLER_VERSION = 1
+# 2: licence name/link, gated flag and base model from the card; the pipeline class a repo really
+#    is and its loadable counterpart (hubselect.loadable).
+CRAWLER_VERSION = 2
 CONFIG_FILE = re.compile(r"^[^/]+/(config|scheduler_config)\.json$")
 PINNED_FILE = Path(__file__).with_name("pinned.txt")
 
@@ -135,12 +139,6 @@ def parse_card(text: str) -> tuple[dict, str | None]:
     return data, None
 
 
-def _as_list(value) -> list:
-    if value is None:
-        return []
-    return list(value) if isinstance(value, (list, tuple)) else [value]
-
-
 def describe_repo(repo) -> dict:
     """Read one repo's configs and card and describe it. Raises RepoFailure."""
     files = set(repo.files)
@@ -159,8 +157,12 @@ def describe_repo(repo) -> dict:
     card, card_note = ({}, None)
     if "README.md" in files:
         card, card_note = parse_card(repo.read_text("README.md"))
+    # A repo that is not itself a loadable pipeline is described as the pipeline it really is
+    # (its sampling defaults, hence its FLOPs), with the counterpart that loads it.
+    loadable = loadable_counterpart(repo.model) if repo.source == "hub" else None
     try:
-        report = describe_pipeline(model_index, configs)
+        report = describe_pipeline(model_index, configs,
+                                   pipeline_class=loadable.pipeline_class if loadable else None)
     except MissingDenoiser as exc:
         raise RepoFailure(f"missing_denoiser: {exc}") from None
     denoiser = report.denoiser
@@ -169,6 +171,9 @@ def describe_repo(repo) -> dict:
         raise RepoFailure(f"denoiser_{denoiser.status}: {denoiser.reason}")
     flops = report.flops
     notes = report.notes + ([card_note] if card_note else [])
+    if loadable:
+        notes.append(f"not a loadable pipeline itself: a {loadable.pipeline_class}, loaded through {loadable.repo}"
+                     + (f" with its own {', '.join(loadable.components)}" if loadable.components else ""))
     return {
         "model": repo.model,
         "source": repo.source,
@@ -177,11 +182,11 @@ def describe_repo(repo) -> dict:
         "crawler_version": CRAWLER_VERSION,
         "crawled_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "hub": repo.hub_stats,
-        "card": {"license": card.get("license"), "license_name": card.get("license_name"),
-                 "base_model": _as_list(card.get("base_model")), "tags": _as_list(card.get("tags")),
-                 "pipeline_tag": card.get("pipeline_tag")},
+        "card": card_facts(card, repo.model),
         "pipeline_class": report.pipeline_class,
         "pipeline_class_inferred": report.pipeline_class_inferred,
+        "pipeline_class_declared": (model_index or {}).get("_class_name"),
+        "loadable": loadable.to_dict() if loadable else None,
         "denoiser_class": denoiser.resolved_class or denoiser.class_name,
         "components": {name: c.summary() for name, c in report.components.items()},
         "configs": configs,
@@ -311,14 +316,16 @@ def _crawl_one(repo, zoo: Zoo, summary: CrawlSummary) -> None:
 
 # -- tables -----------------------------------------------------------------------------------------
 
-INFO_COLUMNS = ["model", "source", "sha", "last_modified", "downloads", "likes", "license",
-                "base_model", "pipeline_class", "denoiser_class", "params_denoiser", "params_vae",
+INFO_COLUMNS = ["model", "source", "sha", "last_modified", "downloads", "likes", "license", "gated",
+                "base_model", "pipeline_class", "loadable_repo", "loadable_components", "loadable_source",
+                "denoiser_class", "params_denoiser", "params_vae",
                 "params_text_encoders", "params_total", "tflops_per_image", "flops_complete",
                 "resolution", "num_inference_steps", "cfg_factor", "not_counted"]
 
 
 def info_row(rec: dict) -> dict:
     hub, card, sampling = rec.get("hub") or {}, rec.get("card") or {}, rec.get("sampling") or {}
+    loadable = rec.get("loadable") or {}
     not_counted = sorted(name for name, c in rec["components"].items()
                          if c["status"] in ("unresolvable", "failed", "no_config")
                          and c["role"] in ("denoiser", "vae", "text_encoder"))
@@ -326,10 +333,11 @@ def info_row(rec: dict) -> dict:
         "model": rec["model"], "source": rec["source"], "sha": rec["sha"],
         "last_modified": hub.get("last_modified"), "downloads": hub.get("downloads"),
         "likes": hub.get("likes"),
-        "license": card.get("license_name") if card.get("license") == "other" and card.get("license_name")
-        else card.get("license"),
+        "license": licence_id(card), "gated": is_gated(hub.get("gated"), card),
         "base_model": ";".join(card.get("base_model") or []) or None,
-        "pipeline_class": rec["pipeline_class"], "denoiser_class": rec["denoiser_class"],
+        "pipeline_class": rec["pipeline_class"], "loadable_repo": loadable.get("loadable_repo"),
+        "loadable_components": ";".join(loadable.get("loadable_components") or []) or None,
+        "loadable_source": loadable.get("loadable_source"), "denoiser_class": rec["denoiser_class"],
         "params_denoiser": rec["params_denoiser"], "params_vae": rec["params_vae"],
         "params_text_encoders": rec["params_text_encoders"], "params_total": rec["params_total"],
         "tflops_per_image": rec["tflops_per_image"], "flops_complete": rec["flops"].get("complete"),

@@ -160,15 +160,20 @@ def sampling_defaults(pipeline_cls: type | None) -> dict[str, Any]:
     return out
 
 
-def describe_pipeline(model_index: dict | None, configs: dict[str, dict]) -> PipelineReport:
-    """Count parameters and sampling FLOPs of a pipeline given its parsed JSON configs."""
+def describe_pipeline(model_index: dict | None, configs: dict[str, dict],
+                      pipeline_class: str | None = None) -> PipelineReport:
+    """Count parameters and sampling FLOPs of a pipeline given its parsed JSON configs.
+
+    ``pipeline_class`` names the pipeline the repo really is when its files do not say so (a
+    transformer-only repo) or say otherwise (a publisher's original layout): see hubselect.loadable.
+    """
     comps = components_from_configs(model_index, configs)
     denoisers = [c for c in comps.values() if c.role == "denoiser"]
     if not denoisers or denoisers[0].config is None:
         raise MissingDenoiser("no denoiser config (unet/config.json or transformer/config.json)")
     denoiser = denoisers[0]
 
-    pipeline_name = (model_index or {}).get("_class_name")
+    pipeline_name = pipeline_class or (model_index or {}).get("_class_name")
     pipeline_cls, inferred = None, False
     if pipeline_name:
         try:

@@ -19,7 +19,8 @@ def plain_value(value):
 
 
 def list_models(zoo: Zoo) -> list[dict]:
-    """The zoo's models with params, TFLOPs per image, license and number of records."""
+    """The zoo's models with params, TFLOPs per image, license (gated, base model), the pipeline class
+    and, for a repo that is not itself a loadable pipeline, the repo that loads it; number of records."""
     models = zoo.read_table("models")
     info = zoo.read_table("model_info")
     records = zoo.read_table("records")
@@ -38,8 +39,11 @@ def list_models(zoo: Zoo) -> list[dict]:
             "tflops_per_image": plain_value(meta.get("tflops_per_image")),
             "flops_complete": plain_value(meta.get("flops_complete")),
             "license": plain_value(meta.get("license")),
+            "gated": plain_value(meta.get("gated")),
+            "base_model": plain_value(meta.get("base_model")),
             "downloads": plain_value(meta.get("downloads")),
             "pipeline_class": plain_value(meta.get("pipeline_class")),
+            "loadable_repo": plain_value(meta.get("loadable_repo")),
             "records": int(counts.get(name, 0)),
         })
     return rows

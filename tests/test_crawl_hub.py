@@ -28,8 +28,8 @@ tags:
 """
 
 
-def fast_client(url: str) -> HubClient:
-    return HubClient(endpoint=url, token=None, retries=2, backoff=0.01, timeout=1.0)
+def fast_client(url: str, token: str | None = None) -> HubClient:
+    return HubClient(endpoint=url, token=token, retries=2, backoff=0.01, timeout=1.0)
 
 
 def table2() -> dict[str, float]:
@@ -58,7 +58,9 @@ def test_fixture_pipelines_match_table2_and_fetch_no_weights(fixture_hub, tmp_pa
     root = Path(fixture_hub.root)
     repos = fixture_repo_ids(root)
     zoo = Zoo.open(tmp_path / "zoo", create=True)
-    summary = crawl(repos, zoo, client=fast_client(fixture_hub.url))
+    # FLUX.1-dev and SD 3.5 medium are gated (their cards' extra_gated_* keys): a token with access
+    client = fast_client(fixture_hub.url, token="hf_read")
+    summary = crawl(repos, zoo, client=client)
     assert summary.skipped == {} and sorted(summary.crawled) == repos
 
     # Kolors' original repo stands in for Kolors-diffusers (same UNet; see PROVENANCE.md).
@@ -76,12 +78,17 @@ def test_fixture_pipelines_match_table2_and_fetch_no_weights(fixture_hub, tmp_pa
     assert kolors["components"]["text_encoder"]["status"] == "unresolvable"   # ChatGLM: not guessed
     pixart = json.loads(record_path(zoo, "PixArt-alpha/PixArt-Sigma-XL-2-512-MS").read_text())
     assert pixart["denoiser_class"] == "PixArtTransformer2DModel"              # legacy Transformer2DModel
-    assert pixart["pipeline_class_inferred"] is True and pixart["flops"]["complete"] is False
+    assert pixart["flops"]["complete"] is False                                # no VAE config in the repo
+    # neither repo is a loadable pipeline itself: the class it really is, and what loads it
+    assert (pixart["pipeline_class"], pixart["loadable"]["loadable_repo"]) == \
+        ("PixArtSigmaPipeline", "PixArt-alpha/pixart_sigma_sdxlvae_T5_diffusers")
+    assert (kolors["pipeline_class"], kolors["pipeline_class_declared"], kolors["loadable"]["loadable_repo"]) == \
+        ("KolorsPipeline", "StableDiffusionXLPipeline", "Kwai-Kolors/Kolors-diffusers")
 
     resolved = fixture_hub.resolved_files()
     assert resolved and not [p for _, p in resolved if p.endswith(WEIGHT_SUFFIXES)]
     # Second run: every sha unchanged, so not one file is fetched again.
-    again = crawl(repos, zoo, client=fast_client(fixture_hub.url))
+    again = crawl(repos, zoo, client=client)
     assert sorted(again.unchanged) == repos and again.crawled == []
     assert fixture_hub.resolved_files() == resolved
 

@@ -1,0 +1,63 @@
+"""Hub repos that are not themselves loadable diffusers pipelines, and where a loadable one lives.
+
+Most text-to-image repos on the Hub are diffusers pipelines: ``DiffusionPipeline.from_pretrained(repo)``
+loads them. A few that people rank and fine-tune are not:
+
+* a *transformer-only* repo holds one component (``transformer/``) and no ``model_index.json``; its
+  publisher names the base pipeline repo that supplies the VAE, text encoder, tokenizer and
+  scheduler, and diffusers loads it as ``Pipeline.from_pretrained(base, transformer=<this repo's
+  transformer>)``;
+* a repo in its publisher's *original layout* (custom text-encoder code, a ``model_index.json`` that
+  names a class it is not) has a ``-diffusers`` twin with the same weights.
+
+:data:`LOADABLE` lists them, each with the publisher's or diffusers' own words as its source. The
+crawler records these facts in the zoo (``pipeline_class``, ``loadable_repo``,
+``loadable_components``, ``loadable_source``); ``rank --download`` and ``finetune --model`` load the
+counterpart through :func:`loadable_counterpart`. A repo that is not listed is its own pipeline.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Loadable:
+    """How to get a loadable diffusers pipeline for a repo that is not one itself."""
+
+    pipeline_class: str                  # the pipeline the repo's weights belong to
+    repo: str                            # the diffusers pipeline repo to load
+    components: tuple[str, ...] = ()     # components taken from the listed repo itself, replacing repo's
+    source: str = ""                     # where the publisher or diffusers says so
+
+    def to_dict(self) -> dict:
+        return {"pipeline_class": self.pipeline_class, "loadable_repo": self.repo,
+                "loadable_components": list(self.components), "loadable_source": self.source}
+
+
+LOADABLE: dict[str, Loadable] = {
+    # 512-MS holds transformer/ only (README, assets, transformer config and weights: its Hub snapshot
+    # manifest, tests/hub_fixtures/models/PROVENANCE.md #4). The PixArt-Σ authors load a checkpoint's
+    # transformer into the shared T5 + SDXL-VAE pipeline repo.
+    "PixArt-alpha/PixArt-Sigma-XL-2-512-MS": Loadable(
+        pipeline_class="PixArtSigmaPipeline",
+        repo="PixArt-alpha/pixart_sigma_sdxlvae_T5_diffusers",
+        components=("transformer",),
+        source="PixArt-alpha/PixArt-sigma README.md (@815fcc07), 'Integration in diffusers': "
+               "Transformer2DModel.from_pretrained(<checkpoint>, subfolder='transformer') into "
+               "PixArtSigmaPipeline.from_pretrained('PixArt-alpha/pixart_sigma_sdxlvae_T5_diffusers', "
+               "transformer=...)"),
+    # The original Kolors repo's model_index.json names StableDiffusionXLPipeline with a ChatGLM text
+    # encoder from the `kolors` package (custom code); diffusers' KolorsPipeline loads the twin repo.
+    "Kwai-Kolors/Kolors": Loadable(
+        pipeline_class="KolorsPipeline",
+        repo="Kwai-Kolors/Kolors-diffusers",
+        source="Kwai-Kolors/Kolors README.md (@49f3e177): 'Kolors is now available in Diffusers', "
+               "KolorsPipeline.from_pretrained('Kwai-Kolors/Kolors-diffusers'); diffusers' KolorsPipeline "
+               "docs name the same repo"),
+}
+
+
+def loadable_counterpart(model: str) -> Loadable | None:
+    """The loadable counterpart of a Hub repo ID, or None when the repo is its own pipeline."""
+    return LOADABLE.get(model)
