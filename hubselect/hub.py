@@ -245,15 +245,18 @@ class HubClient:
             return info.oid
         return self._call(f"{repo_id}: commit", run)
 
-    def download_pipeline(self, repo_id: str, local_dir: str | os.PathLike, variant: str | None = None) -> list[str]:
+    def download_pipeline(self, repo_id: str, local_dir: str | os.PathLike, variant: str | None = None,
+                          only: set[str] | None = None, skip: set[str] = frozenset()) -> list[str]:
         """Download what a diffusers pipeline needs to run, and nothing else.
 
         Configs, tokenizer files and one precision variant of safetensors weights per component;
         never pickle checkpoints (.bin, .ckpt, .pt), never code (.py), never root-level
-        single-file checkpoints. Returns the files fetched (relative paths).
+        single-file checkpoints. ``only`` keeps just those component folders (no root files),
+        ``skip`` leaves those folders out. Returns the files fetched (relative paths).
         """
         meta = self.repo_meta(repo_id)
-        files = pipeline_files(meta.files, variant=variant)
+        files = [f for f in pipeline_files(meta.files, variant=variant)
+                 if (only is None or f.split("/")[0] in only and "/" in f) and f.split("/")[0] not in skip]
         if not any(f.endswith(".safetensors") for f in files):
             raise HubError("no_safetensors", f"{repo_id}: no safetensors weights in the repo "
                                               "(pickle checkpoints are never loaded)")
@@ -262,6 +265,29 @@ class HubClient:
             repo_id, revision=meta.sha, allow_patterns=files, local_dir=str(local_dir),
             endpoint=self.endpoint, token=self.token))
         return files
+
+    def download_loadable_pipeline(self, repo_id: str, local_dir: str | os.PathLike,
+                                   variant: str | None = None) -> list[str]:
+        """:meth:`download_pipeline` for any ranked repo, into one folder that diffusers loads.
+
+        A repo that is not itself a loadable pipeline (:mod:`hubselect.loadable`: a transformer-only
+        repo, a publisher's original layout) is assembled from its loadable counterpart, with the
+        components the repo supplies itself in place of the counterpart's (PixArt-Σ 512-MS: its
+        transformer in the T5 + SDXL-VAE pipeline, as ``Pipeline.from_pretrained(base,
+        transformer=...)`` loads it). Returns the folder's files (relative paths).
+        """
+        from hubselect.loadable import loadable_counterpart
+
+        target = loadable_counterpart(repo_id)
+        if target is None:
+            return self.download_pipeline(repo_id, local_dir, variant=variant)
+        own = set(target.components)
+        files = self.download_pipeline(target.repo, local_dir, variant=variant, skip=own)
+        if own:
+            files += self.download_pipeline(repo_id, local_dir, variant=variant, only=own)
+        log.info("%s is not a diffusers pipeline itself: loaded as %s from %s%s", repo_id, target.pipeline_class,
+                 target.repo, f" with its own {', '.join(sorted(own))}" if own else "")
+        return sorted(set(files))
 
     # -- Hugging Face Jobs (``hubselect sweep --backend hf-jobs``) ----------------------------------------
     def run_job(self, *, image: str, command: list[str], flavor: str, namespace: str,

@@ -329,7 +329,7 @@ def rank_and_download(datasets: list[str], zoo_dir: Path, download_dir: Path | N
                 if top.model not in pipelines:
                     meta = client.repo_meta(top.model)
                     folder = top.model.replace("/", "--")
-                    files = client.download_pipeline(top.model, download_dir / folder, variant=cfg.variant)
+                    files = client.download_loadable_pipeline(top.model, download_dir / folder, variant=cfg.variant)
                     pipelines[top.model] = {"sha": meta.sha, "folder": folder, "files": files, "datasets": []}
                 pipelines[top.model]["datasets"].append(ds)
                 info = pipelines[top.model]

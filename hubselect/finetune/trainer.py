@@ -30,6 +30,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -107,6 +108,9 @@ class ResolvedModel:
     sha: str | None
     model_index: dict
     family: Family
+    # a repo that is not itself a loadable pipeline (hubselect.loadable) is loaded through its counterpart
+    loadable: Any = None          # hubselect.loadable.Loadable
+    loadable_sha: str | None = None
 
 
 @dataclass
@@ -137,10 +141,14 @@ class FinetuneResult:
 def resolve_model(model: str, client=None) -> ResolvedModel:
     """Read a pipeline's model_index.json (no weights yet) and detect its family.
 
+    A Hub repo that is not itself a loadable pipeline (:mod:`hubselect.loadable`: PixArt-Σ 512-MS's
+    transformer-only repo, Kolors' original layout) resolves to its loadable counterpart, whose
+    model_index.json gives the family; the record keeps the repo's own name and commit.
     Raises :class:`UserError` for a folder without model_index.json, an unknown repo, a gated repo
     without access, or an unknown family, before anything large is downloaded.
     """
     from hubselect.hub import HubClient, is_repo_id
+    from hubselect.loadable import loadable_counterpart
 
     path = Path(model).expanduser()
     if path.exists():
@@ -155,6 +163,9 @@ def resolve_model(model: str, client=None) -> ResolvedModel:
     if not is_repo_id(model):
         raise UserError(f"{model}: no such folder, and not a Hub model ID (owner/name)")
     client = client or HubClient()
+    target = loadable_counterpart(model)
+    if target is not None:
+        return _resolve_counterpart(model, target, client)
     try:
         meta = client.repo_meta(model)
         if "model_index.json" not in meta.files:
@@ -163,6 +174,31 @@ def resolve_model(model: str, client=None) -> ResolvedModel:
     except HubError as exc:
         raise _model_error(model, exc, client) from None
     return ResolvedModel(model, None, model, meta.sha, index, detect_family(index, model))
+
+
+def _resolve_counterpart(model: str, target, client) -> ResolvedModel:
+    """A repo loaded as ``target.repo`` (plus ``target.components`` from the repo itself)."""
+    try:
+        meta = client.repo_meta(model)
+    except HubError as exc:
+        raise _model_error(model, exc, client) from None
+    missing = [c for c in target.components if not any(f.startswith(c + "/") for f in meta.files)]
+    if missing:
+        raise UserError(f"{model}: no {', '.join(missing)} folder in the repo; it cannot be loaded into "
+                        f"{target.repo}")
+    try:
+        base = client.repo_meta(target.repo)
+        if "model_index.json" not in base.files:
+            raise UserError(f"{model} loads through {target.repo}, which is not a diffusers pipeline repo "
+                            "(no model_index.json)")
+        index = client.read_json(target.repo, "model_index.json", revision=base.sha)
+    except HubError as exc:
+        raise _model_error(target.repo, exc, client) from None
+    where = f"{model} (loaded through {target.repo})"
+    family = detect_family(index, where)
+    if index.get("_class_name") != target.pipeline_class:
+        raise UserError(f"{where}: {target.repo} is a {index.get('_class_name')}, expected {target.pipeline_class}")
+    return ResolvedModel(model, None, model, meta.sha, index, family, loadable=target, loadable_sha=base.sha)
 
 
 def _model_error(model: str, exc: HubError, client) -> UserError:
@@ -187,9 +223,12 @@ def download_model(resolved: ResolvedModel, client=None) -> Path:
     if resolved.local_dir is not None:
         return resolved.local_dir
     client = client or HubClient()
-    target = Path(constants.HF_HOME) / "hubselect" / "pipelines" / f"{dataset_slug(resolved.repo_id)}@{resolved.sha}"
+    folder = f"{dataset_slug(resolved.repo_id)}@{resolved.sha}"
+    if resolved.loadable is not None:   # the counterpart's commit is part of what is loaded
+        folder += f"+{dataset_slug(resolved.loadable.repo)}@{resolved.loadable_sha}"
+    target = Path(constants.HF_HOME) / "hubselect" / "pipelines" / folder
     try:
-        client.download_pipeline(resolved.repo_id, target)
+        client.download_loadable_pipeline(resolved.repo_id, target)
     except HubError as exc:
         raise _model_error(resolved.repo_id, exc, client) from None
     resolved.local_dir = target
@@ -492,6 +531,8 @@ class Trainer:
             raise UserError(f"{self.run_dir} holds a run with other settings; choose another --output")
         settings = {"config": asdict(cfg), "key": cfg.key(), "model": self.resolved.name,
                     "model_sha": self.resolved.sha, "dataset": self.data.dataset,
+                    **({"loaded_through": self.resolved.loadable.repo, "loaded_through_sha": self.resolved.loadable_sha}
+                       if self.resolved.loadable is not None else {}),
                     "dataset_revision": self.data.revision}
         settings_file.write_text(json.dumps(settings, indent=1))
 
