@@ -166,3 +166,40 @@ def test_a_failed_download_comes_after_the_ranking(shipped_zoo, tmp_path):
     assert as_json.returncode == 2
     out = json.loads(as_json.stdout)
     assert out["ranking"] and "error" in out["download"]
+
+
+@pytest.mark.parametrize("score,needle", [("abc", "is not a number"), ("inf", "is not finite"),
+                                          ("-1e308", "exceeds"), ("nan", None)])
+def test_a_bad_score_in_the_users_records_is_one_line(tmp_path, score, needle):
+    zoo = tmp_path / "zoo"
+    make_synthetic_zoo(n_models=4, n_datasets=5, seed=1).write(zoo)
+    records = pd.read_csv(zoo / "records.csv", dtype={"score": str})
+    records.loc[3, "score"] = score
+    records.to_csv(zoo / "records.csv", index=False)
+    before = _snapshot(zoo)
+    res = run_cli("rank", "kind0/ds00", "--zoo", str(zoo), "--json")
+    if needle is None:               # an empty score is no record, as in any table
+        assert res.returncode == 0, res.stderr
+        assert "NaN" not in res.stdout and "Infinity" not in res.stdout
+    else:
+        lines = res.stderr.strip().splitlines()
+        assert res.returncode == 2 and len(lines) == 1, res.stderr
+        assert "records.csv" in lines[0] and needle in lines[0] and "row 5" in lines[0]
+        assert run_cli("evaluate", "--zoo", str(zoo)).returncode == 2
+    assert _snapshot(zoo) == before
+
+
+def test_one_writer_is_one_vote(tmp_path):
+    zoo = tmp_path / "zoo"
+    planted = make_synthetic_zoo(n_models=4, n_datasets=5, seed=1)
+    planted.write(zoo)
+    records = planted.records.assign(writer="alice")
+    honest = records[(records.dataset == "kind0/ds00")]
+    best = honest.loc[honest.score.idxmax(), "model"]
+    second_opinion = honest.assign(writer="bob")
+    flood = pd.DataFrame([{"model": best, "dataset": "kind0/ds00", "score": -1000.0, "writer": "mallory"}] * 500)
+    pd.concat([records, second_opinion, flood]).to_csv(zoo / "records.csv", index=False)
+    out = json.loads(run_cli("rank", "kind0/ds00", "--zoo", str(zoo), "--json").stdout)
+    top = out["ranking"][0]
+    assert top["model"] == best and top["source"] == "measured" and top["writers"] == 3
+    assert top["measured_score"] == pytest.approx(honest.score.max())   # the median of three writers' votes
