@@ -18,9 +18,20 @@ without it, a README whose front matter has ``extra_gated_*`` keys makes the rep
 ``private``, ``disabled``, ``created_at``, ``last_modified``, ``trending_score``, ``downloads_all_time``,
 ``description`` (datasets).
 
-Only the current state of a repo exists: its commit id (``sha``) is a sha1 over the sorted ``(path, git blob sha1)``
-pairs, so it is stable across restarts and changes exactly when a file changes. Revisions ``main``,
-``refs/heads/main`` and the current sha are accepted; anything else is ``RevisionNotFound``.
+History: every commit made through the endpoint is recorded (``ROOT/.history/<type>s/<org>/<name>/commits.json``,
+with a copy of each committed blob in ``ROOT/.history/objects/``): its id, parent, author (the user of the token that
+made it), title, message, date and the paths it changed. Every commit id stays a readable revision (info, tree,
+paths-info, resolve), as on the Hub; ``list_repo_commits`` (``/api/<type>s/<id>/commits/<rev>``, newest first,
+``commits_page_size`` per page) answers the authors, and ``list_repo_tree``/``get_paths_info`` with ``expand=True``
+answer each file's ``lastCommit`` (the last commit that changed it). Files that changed outside the endpoint (a
+fixture folder, ``make_repo``) count as one more commit whose id is the sha1 of the sorted ``(path, git blob sha1)``
+manifest, authored by the sidecar's ``author`` or else the repo's namespace: a repo that never saw a commit keeps a
+sha that is stable across restarts and changes exactly when a file changes. Revisions ``main``,
+``refs/heads/main`` and commit ids are accepted; anything else is ``RevisionNotFound``.
+
+Users: every valid token belongs to ``username`` unless ``server.add_user("alice")`` (which returns alice's write
+token, ``hf_alice_write``) or ``users={token: name}`` says otherwise; ``whoami``, the default namespace of
+``create_repo`` and commit authors follow the token's user.
 
 Faults (thread-safe)::
 
@@ -54,6 +65,8 @@ Python API::
     server.request_log               # [(method, path, status)], status 0 = connection dropped ("timeout")
     server.resolved_files()          # [(repo_id, path)] of successful GET resolves (include_head=True: HEADs too)
     server.repo_sha("org/name")      # current commit id
+    server.add_user("alice")         # -> "hf_alice_write"; commits with it are authored by alice
+    server.commits("org/name", "dataset")   # history, newest first: {id, authors, title, date, tree, changes}
     server.stop()
     make_repo(root, "org/name", {"model_index.json": "{...}"}, repo_type="model", meta={"downloads": 3})
 
@@ -85,6 +98,7 @@ from __future__ import annotations
 import argparse
 import base64
 import contextlib
+import dataclasses
 import fnmatch
 import hashlib
 import json
@@ -171,6 +185,24 @@ def _git_blob_sha1(data: bytes) -> str:
     h = hashlib.sha1(b"blob %d\0" % len(data))
     h.update(data)
     return h.hexdigest()
+
+
+def _tree_sha(files: dict) -> str:
+    """sha1 of the sorted (path, blob oid) manifest: what the files of a repo are."""
+    manifest = "".join(f"{p}\0{files[p].oid}\n" for p in sorted(files))
+    return hashlib.sha1(manifest.encode("utf-8", errors="surrogateescape")).hexdigest()
+
+
+def _replay(commits: list[dict]) -> dict[str, str]:
+    """{path: blob oid} after ``commits`` (oldest first)."""
+    out: dict[str, str] = {}
+    for commit in commits:
+        for p, oid in (commit.get("changes") or {}).items():
+            if oid is None:
+                out.pop(p, None)
+            else:
+                out[p] = oid
+    return out
 
 
 def _object_id(repo_type: str, repo_id: str) -> str:
@@ -283,6 +315,8 @@ class _RepoState:
     library_name: str | None
     config: dict | None
     used_storage: int
+    tree: str = ""                                   # sha1 of the manifest: what the files are
+    commits: list[dict] = field(default_factory=list)  # history up to this state, oldest first
 
     @property
     def author(self) -> str:
@@ -306,6 +340,7 @@ class _Storage:
         self._create_lock = threading.Lock()
         self._oid_cache: dict[tuple, str] = {}
         self._json_cache: dict[str, Any] = {}
+        self._history_cache: dict[str, tuple[tuple, list[dict]]] = {}
         self._cache_guard = threading.Lock()
 
     # -- paths -----------------------------------------------------------------------------------------------------
@@ -392,10 +427,7 @@ class _Storage:
         with self.lock(repo_type, repo_id):
             return self._state_unlocked(repo_type, repo_id)
 
-    def _state_unlocked(self, repo_type: str, repo_id: str) -> _RepoState | None:
-        directory = self.repo_dir(repo_type, repo_id)
-        if not directory.is_dir():
-            return None
+    def _scan(self, directory: Path) -> dict[str, _File]:
         files: dict[str, _File] = {}
         for dirpath, dirnames, filenames in os.walk(directory):
             dirnames[:] = sorted(d for d in dirnames if d != ".git")
@@ -409,8 +441,14 @@ class _Storage:
                     continue
                 rel = abspath.relative_to(directory).as_posix()
                 files[rel] = _File(rel, abspath, st.st_size, self._oid(abspath, st), st.st_mtime)
-        manifest = "".join(f"{p}\0{files[p].oid}\n" for p in sorted(files))
-        sha = hashlib.sha1(manifest.encode("utf-8", errors="surrogateescape")).hexdigest()
+        return files
+
+    def _state_unlocked(self, repo_type: str, repo_id: str) -> _RepoState | None:
+        directory = self.repo_dir(repo_type, repo_id)
+        if not directory.is_dir():
+            return None
+        files = self._scan(directory)
+        tree = _tree_sha(files)
         meta = self.read_meta(repo_type, repo_id)
 
         try:
@@ -499,12 +537,13 @@ class _Storage:
         if gated not in ("auto", "manual"):
             gated = False
         downloads = int(meta.get("downloads", 0) or 0)
+        commits = self._effective_history(repo_type, repo_id, files, tree, meta, created_at)
         return _RepoState(
             repo_type=repo_type,
             repo_id=repo_id,
             directory=directory,
             files=files,
-            sha=sha,
+            sha=commits[-1]["id"],
             meta=meta,
             card_data=card,
             last_modified=last_modified,
@@ -521,7 +560,100 @@ class _Storage:
             library_name=library_name,
             config=config,
             used_storage=sum(f.size for f in files.values()),
+            tree=tree,
+            commits=commits,
         )
+
+    # -- history ---------------------------------------------------------------------------------------------------
+    #
+    # Commits made through the endpoint are kept in ROOT/.history/<type>s/<org>/<name>/commits.json (oldest first:
+    # id, parents, authors, title, message, date, tree, changes {path: blob oid, or null when deleted}) with a copy
+    # of every committed blob in ROOT/.history/objects/, so that any past commit stays a readable revision, as on
+    # the Hub. Files that changed outside the endpoint (a fixture copied in, make_repo) show as one more commit whose
+    # id is the sha1 of the manifest (so a repo that never saw a commit keeps a sha that is stable across restarts)
+    # and whose author is the sidecar's "author", else the repo's namespace.
+
+    def history_path(self, repo_type: str, repo_id: str) -> Path:
+        return self.root / ".history" / _PLURAL[repo_type] / repo_id / "commits.json"
+
+    def object_path(self, oid: str) -> Path:
+        return self.root / ".history" / "objects" / oid[:2] / oid
+
+    def read_history(self, repo_type: str, repo_id: str) -> list[dict]:
+        p = self.history_path(repo_type, repo_id)
+        try:
+            st = p.stat()
+        except OSError:
+            return []
+        key = (st.st_mtime_ns, st.st_size, st.st_ino)
+        with self._cache_guard:
+            cached = self._history_cache.get(str(p))
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        try:
+            data = json.loads(p.read_bytes())
+        except (OSError, ValueError):
+            return []
+        commits = data.get("commits") if isinstance(data, dict) else None
+        commits = commits if isinstance(commits, list) else []
+        with self._cache_guard:
+            self._history_cache[str(p)] = (key, commits)
+        return commits
+
+    def _write_history(self, repo_type: str, repo_id: str, commits: list[dict]) -> None:
+        self._atomic_write(self.history_path(repo_type, repo_id),
+                           json.dumps({"commits": commits}, separators=(",", ":")).encode())
+
+    def _effective_history(self, repo_type: str, repo_id: str, files: dict[str, _File], tree: str, meta: dict,
+                           date: str) -> list[dict]:
+        persisted = self.read_history(repo_type, repo_id)
+        if persisted and persisted[-1].get("tree") == tree:
+            return persisted
+        current = {p: f.oid for p, f in files.items()}
+        before = _replay(persisted)
+        changes: dict[str, str | None] = {p: o for p, o in current.items() if before.get(p) != o}
+        changes.update({p: None for p in before if p not in current})
+        author = meta.get("author") if isinstance(meta.get("author"), str) else repo_id.split("/")[0]
+        virtual = {"id": tree, "parents": [persisted[-1]["id"]] if persisted else [], "authors": [author],
+                   "title": "Files changed outside the endpoint" if persisted else "initial commit", "message": "",
+                   "date": date if not persisted else _iso(max((f.mtime for f in files.values()), default=0.0)),
+                   "tree": tree, "changes": changes}
+        return [*persisted, virtual]
+
+    def _store_object(self, oid: str, data: bytes | None = None, source: Path | None = None) -> None:
+        dest = self.object_path(oid)
+        if dest.is_file():
+            return
+        if data is None:
+            assert source is not None
+            data = source.read_bytes()
+        self._atomic_write(dest, data)
+
+    def state_at(self, state: _RepoState, revision: str | None) -> _RepoState | None:
+        """The repo as it was at ``revision`` (a branch name of main or a commit id); None if unknown."""
+        rev = revision or "main"
+        if rev in ("main", "refs/heads/main") or rev == state.sha:
+            return state
+        for i, commit in enumerate(state.commits):
+            if commit.get("id") == rev:
+                break
+        else:
+            return None
+        commits = state.commits[: i + 1]
+        files: dict[str, _File] = {}
+        for p, oid in _replay(commits).items():
+            current = state.files.get(p)
+            if current is not None and current.oid == oid:
+                files[p] = current
+                continue
+            obj = self.object_path(oid)
+            try:
+                st = obj.stat()
+            except OSError:
+                continue
+            files[p] = _File(p, obj, st.st_size, oid, st.st_mtime)
+        return dataclasses.replace(state, files=files, sha=rev, tree=commit.get("tree", ""), commits=commits,
+                                   used_storage=sum(f.size for f in files.values()))
 
     # -- writing ---------------------------------------------------------------------------------------------------
 
@@ -576,6 +708,9 @@ class _Storage:
         deleted_files: list[str],
         deleted_folders: list[str],
         parent_commit: str | None,
+        author: str | None = None,
+        title: str = "",
+        message: str = "",
     ) -> _RepoState:
         with self.lock(repo_type, repo_id):
             state = self._state_unlocked(repo_type, repo_id)
@@ -608,6 +743,22 @@ class _Storage:
                         raise _HubError(400, f"Cannot commit '{p}': '{parent}' is a file")
                     parent = parent.parent
 
+            # Keep the history this commit builds on, blobs included (a repo seen before any commit, files changed
+            # outside the endpoint), so that every earlier revision stays readable.
+            persisted = self.read_history(repo_type, repo_id)
+            for commit in state.commits[len(persisted):]:
+                for p, oid in commit["changes"].items():
+                    if oid is not None and p in state.files and state.files[p].oid == oid:
+                        self._store_object(oid, source=state.files[p].abspath)
+            changes: dict[str, str | None] = {}
+            for p in state.files:
+                if p not in remaining:
+                    changes[p] = None
+            for p, data in additions:
+                changes[p] = _git_blob_sha1(data)
+                self._store_object(changes[p], data=data)
+            changes = {p: o for p, o in changes.items() if (state.files[p].oid if p in state.files else None) != o}
+
             directory = state.directory
             touched_dirs: set[Path] = set()
             for p in deleted_files:
@@ -637,6 +788,14 @@ class _Storage:
                     meta[key] = _iso(time.time())
                     self.write_meta(repo_type, repo_id, meta)
                     break
+            tree = _tree_sha(self._scan(directory))
+            now = time.time()
+            parent = state.sha
+            cid = hashlib.sha1(f"commit\0{tree}\0{parent}\0{author}\0{time.time_ns()}\0{title}\0{uuid.uuid4().hex}"
+                               .encode()).hexdigest()
+            commit = {"id": cid, "parents": [parent], "authors": [author] if author else [], "title": title,
+                      "message": message, "date": _iso(now), "tree": tree, "changes": changes}
+            self._write_history(repo_type, repo_id, [*state.commits, commit])
             new_state = self._state_unlocked(repo_type, repo_id)
             assert new_state is not None
             return new_state
@@ -808,6 +967,8 @@ def _route(method: str, raw_path: str) -> _Route:
                 return _Route("commit", rtype, rid, u(segs[5]))
             if sub == "refs" and n == 5:
                 return _Route("refs", rtype, rid)
+            if sub == "commits" and n == 6:
+                return _Route("commits", rtype, rid, u(segs[5]))
             return _Route("not_found", rtype, rid)
         return _Route("not_found")
     # File resolves: /{org}/{name}/resolve/{rev}/{path} and /datasets/{org}/{name}/resolve/{rev}/{path}
@@ -835,7 +996,9 @@ class HubServer:
     Attributes you may change at any time:
         tokens: {token: "read" | "write"} (default {"hf_write": "write", "hf_read": "read"})
         gated_denied_tokens: valid tokens that were NOT granted access to gated repos (403 GatedRepo)
-        username: the user every valid token belongs to (namespace of `create_repo("name")`)
+        username: the user every valid token belongs to (namespace of `create_repo("name")`), unless
+            token_users ({token: user}, filled by `add_user(name)` or the `users` argument) names another
+        commits_page_size: page size of /commits/{revision} (newest first, Link: rel="next" pagination)
         timeout_delay: seconds a "timeout" fault waits before dropping the connection
         page_size: page size of /api/models and /api/datasets (Link: rel="next" pagination)
         tree_page_size: page size of /tree (50 when expand=True, like the Hub)
@@ -854,6 +1017,7 @@ class HubServer:
         *,
         tokens: dict[str, str] | None = None,
         username: str = "test-user",
+        users: dict[str, str] | None = None,
         timeout_delay: float = 3.0,
         page_size: int = 1000,
         verbose: bool = False,
@@ -864,6 +1028,8 @@ class HubServer:
         self.tokens: dict[str, str] = dict(DEFAULT_TOKENS if tokens is None else tokens)
         self.gated_denied_tokens: set[str] = set()
         self.username = username
+        self.token_users: dict[str, str] = dict(users or {})
+        self.commits_page_size = 50
         self.timeout_delay = float(timeout_delay)
         self.page_size = int(page_size)
         self.tree_page_size = 1000
@@ -933,6 +1099,28 @@ class HubServer:
         if ":" in host:
             host = f"[{host}]"
         return f"http://{host}:{self.port}"
+
+    # -- users -----------------------------------------------------------------------------------------------------
+
+    def add_user(self, name: str, permission: str = "write", token: str | None = None) -> str:
+        """A user with a token of their own (returned); their commits are recorded with ``name`` as author."""
+        if permission not in ("read", "write"):
+            raise ValueError(f"permission must be 'read' or 'write', not {permission!r}")
+        if not _NAME_RE.match(name):
+            raise ValueError(f"invalid user name {name!r}")
+        token = token or f"hf_{name}_{permission}"
+        self.tokens[token] = permission
+        self.token_users[token] = name
+        return token
+
+    def user_of(self, token: str) -> str:
+        """The user a valid token belongs to (``username`` unless ``add_user``/``users`` says otherwise)."""
+        return self.token_users.get(token, self.username)
+
+    def commits(self, repo_id: str, repo_type: str = "model") -> list[dict]:
+        """The repo's history, newest first: {id, authors, title, message, date, tree, changes}."""
+        state = self._storage.state(repo_type, repo_id)
+        return list(reversed(state.commits)) if state else []
 
     # -- faults ----------------------------------------------------------------------------------------------------
 
@@ -1331,6 +1519,13 @@ class _Handler(BaseHTTPRequestHandler):
                 )
         return state
 
+    def _at_revision(self, state: _RepoState, revision: str | None) -> _RepoState:
+        """The repo at ``revision`` (main, refs/heads/main, or any commit id of its history)."""
+        at = self.hub._storage.state_at(state, revision)
+        if at is None:
+            raise _HubError(404, f"Invalid rev id: {revision or 'main'}", "RevisionNotFound")
+        return at
+
     @staticmethod
     def _check_revision(state: _RepoState, revision: str | None) -> None:
         rev = revision or "main"
@@ -1356,6 +1551,8 @@ class _Handler(BaseHTTPRequestHandler):
             return self._preupload(route, body)
         if action == "commit" and method == "POST":
             return self._commit(route, query, body)
+        if action == "commits" and method == "GET":
+            return self._commits(route, query)
         if action == "refs" and method == "GET":
             state = self._readable_state(route, self._token(), files=False)
             branch = {"name": "main", "ref": "refs/heads/main", "targetCommit": state.sha}
@@ -1380,7 +1577,7 @@ class _Handler(BaseHTTPRequestHandler):
             return self._job_cancel(route)
         if action == "unsupported_space":
             raise _HubError(404, "Repository not found (Spaces are not served by the test hub)", "RepoNotFound")
-        if action in ("resolve", "info", "list", "tree", "paths_info", "preupload", "commit", "refs",
+        if action in ("resolve", "info", "list", "tree", "paths_info", "preupload", "commit", "refs", "commits",
                       "repo_create", "repo_delete", "whoami", "validate_yaml", "jobs", "job", "job_logs",
                       "job_cancel"):
             raise _HubError(405, f"Method {method} not allowed")
@@ -1393,8 +1590,7 @@ class _Handler(BaseHTTPRequestHandler):
         assert route.repo_id is not None
         # Snapshot and open under the repo lock: the bytes sent always match the ETag/commit announced.
         with self.hub._storage.lock(route.repo_type, route.repo_id):
-            state = self._readable_state(route, tok, files=True)
-            self._check_revision(state, route.revision)
+            state = self._at_revision(self._readable_state(route, tok, files=True), route.revision)
             commit_header = {"X-Repo-Commit": state.sha}
             path = _clean_repo_path(route.file_path or "")
             entry = state.files.get(path) if path else None
@@ -1510,8 +1706,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _info(self, route: _Route, query: dict[str, list[str]]) -> _Resp:
         tok = self._token()
-        state = self._readable_state(route, tok, files=False)
-        self._check_revision(state, route.revision)
+        state = self._at_revision(self._readable_state(route, tok, files=False), route.revision)
         expand = self._expand_param(query)
         if expand:
             return _json_resp(self._expanded(state, expand))
@@ -1630,13 +1825,39 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             e = {"type": "directory", "oid": self._tree_oid(state, path), "size": 0, "path": path}
         if expand:
-            e["lastCommit"] = {"id": state.sha, "title": "Update files", "date": state.last_modified}
+            commit = self._last_commit(state, path)
+            e["lastCommit"] = {"id": commit["id"], "title": commit.get("title", ""), "date": commit.get("date")}
         return e
+
+    @staticmethod
+    def _last_commit(state: _RepoState, path: str) -> dict:
+        """The last commit of ``state``'s history that changed ``path`` (a file, or anything in a folder)."""
+        prefix = path + "/"
+        for commit in reversed(state.commits):
+            if any(p == path or p.startswith(prefix) for p in commit.get("changes") or {}):
+                return commit
+        return state.commits[-1]
+
+    def _commits(self, route: _Route, query: dict[str, list[str]]) -> _Resp:
+        state = self._at_revision(self._readable_state(route, self._token(), files=False), route.revision)
+        items = [{"id": c["id"], "title": c.get("title", ""), "message": c.get("message", ""),
+                  "authors": [{"user": a, "avatar": None} for a in c.get("authors") or []],
+                  "date": c.get("date") or state.last_modified}
+                 for c in reversed(state.commits)]
+        try:
+            page = int((query.get("p") or ["0"])[-1] or 0)
+        except ValueError:
+            raise _HubError(400, "Invalid page") from None
+        size = max(1, self.hub.commits_page_size)
+        headers = {}
+        if (page + 1) * size < len(items):
+            params = [(k, v) for k, vs in query.items() if k != "p" for v in vs] + [("p", str(page + 1))]
+            headers["Link"] = f'<{self.base_url}{urlsplit(self.path).path}?{urlencode(params)}>; rel="next"'
+        return _json_resp(items[page * size:(page + 1) * size], headers=headers)
 
     def _tree(self, route: _Route, query: dict[str, list[str]]) -> _Resp:
         tok = self._token()
-        state = self._readable_state(route, tok, files=False)
-        self._check_revision(state, route.revision)
+        state = self._at_revision(self._readable_state(route, tok, files=False), route.revision)
         recursive = _truthy(query.get("recursive"))
         expand = _truthy(query.get("expand"))
         folder = (route.tree_path or "").strip("/")
@@ -1672,8 +1893,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _paths_info(self, route: _Route, body: bytes) -> _Resp:
         tok = self._token()
-        state = self._readable_state(route, tok, files=False)
-        self._check_revision(state, route.revision)
+        state = self._at_revision(self._readable_state(route, tok, files=False), route.revision)
         ctype = self.headers.get("Content-Type", "")
         if "json" in ctype:
             payload = json.loads(body or b"{}")
@@ -1729,6 +1949,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _commit(self, route: _Route, query: dict[str, list[str]], body: bytes) -> _Resp:
         self._writable_state(route)
+        author = self.hub.user_of(self._require_write()[0])
         if _truthy(query.get("create_pr")):
             raise _HubError(400, "Pull requests are not supported by the test hub")
         additions: list[tuple[str, bytes]] = []
@@ -1782,7 +2003,8 @@ class _Handler(BaseHTTPRequestHandler):
             raise _HubError(400, f"Invalid parentCommit {parent!r}")
         assert route.repo_type is not None and route.repo_id is not None
         new_state = self.hub._storage.apply_commit(
-            route.repo_type, route.repo_id, additions, deleted_files, deleted_folders, parent
+            route.repo_type, route.repo_id, additions, deleted_files, deleted_folders, parent,
+            author=author, title=summary, message=description,
         )
         prefix = "" if route.repo_type == "model" else f"{_PLURAL[route.repo_type]}/"
         return _json_resp(
@@ -1798,12 +2020,13 @@ class _Handler(BaseHTTPRequestHandler):
         )
 
     def _repo_from_body(self, body: bytes) -> tuple[str, str, dict]:
+        tok = self._token()
         try:
             payload = json.loads(body or b"{}")
         except ValueError:
             raise _HubError(400, "Invalid JSON body") from None
         name = payload.get("name")
-        org = payload.get("organization") or self.hub.username
+        org = payload.get("organization") or (self.hub.user_of(tok[0]) if tok else self.hub.username)
         rtype = payload.get("type") or "model"
         if rtype == "space":
             raise _HubError(400, "Spaces are not supported by the test hub")
@@ -1839,7 +2062,7 @@ class _Handler(BaseHTTPRequestHandler):
         tok = self._token()
         if tok is None:
             raise _HubError(401, "Invalid username or password.")
-        name = self.hub.username
+        name = self.hub.user_of(tok[0])
         return _json_resp(
             {
                 "type": "user",
@@ -1878,7 +2101,7 @@ class _Handler(BaseHTTPRequestHandler):
         tok = self._require_write() if write else self._token()
         if tok is None:
             raise _HubError(401, "You must be authenticated to use Jobs (no token provided)")
-        if route.namespace != self.hub.username:
+        if route.namespace != self.hub.user_of(tok[0]):
             raise _HubError(403, f"You don't have access to the namespace {route.namespace!r}")
         return route.namespace
 
@@ -2123,8 +2346,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8765, help="0 picks a free port")
     parser.add_argument(
-        "--token", action="append", default=None, metavar="TOKEN[:read|write]",
-        help=f"valid token (repeatable; default: {WRITE_TOKEN}:write and {READ_TOKEN}:read)",
+        "--token", action="append", default=None, metavar="TOKEN[:read|write[:USER]]",
+        help=f"valid token, optionally of its own user (repeatable; default: {WRITE_TOKEN}:write and "
+             f"{READ_TOKEN}:read, both of --username)",
     )
     parser.add_argument("--username", default="test-user")
     parser.add_argument("--timeout-delay", type=float, default=3.0)
@@ -2132,14 +2356,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-v", "--verbose", action="store_true", help="log every request to stderr")
     args = parser.parse_args(argv)
 
-    tokens = None
+    tokens, users = None, {}
     if args.token:
         tokens = {}
         for t in args.token:
-            name, _, perm = t.partition(":")
+            name, _, rest = t.partition(":")
+            perm, _, user = rest.partition(":")
             tokens[name] = perm or "read"
+            if user:
+                users[name] = user
     server = HubServer(
-        args.root, args.host, args.port, tokens=tokens, username=args.username,
+        args.root, args.host, args.port, tokens=tokens, username=args.username, users=users,
         timeout_delay=args.timeout_delay, page_size=args.page_size, verbose=args.verbose,
     ).start()
     print(f"Hub server for {server.root} running at {server.url}", flush=True)

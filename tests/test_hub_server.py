@@ -97,9 +97,14 @@ def test_model_info_sha_siblings_and_sha_changes_after_write(hub_server, hub_roo
     assert commit.oid == after.sha
     assert "notes/a.txt" in {s.rfilename for s in after.siblings}
     assert (hub_root / "models/org/pipe/notes/a.txt").read_bytes() == b"hello"
-    # The old sha is not a revision any more.
+    # The old sha stays a revision, as on the Hub: its files as they were, the new one absent.
+    old = api.model_info("org/pipe", revision=info.sha)
+    assert old.sha == info.sha and "notes/a.txt" not in {s.rfilename for s in old.siblings}
+    assert Path(hf_hub_download("org/pipe", "model_index.json", revision=info.sha)).is_file()
+    with pytest.raises(RemoteEntryNotFoundError):
+        hf_hub_download("org/pipe", "notes/a.txt", revision=info.sha)
     with pytest.raises(RevisionNotFoundError):
-        api.model_info("org/pipe", revision=info.sha)
+        api.model_info("org/pipe", revision="0" * 40)
 
 
 def test_not_found_errors(hub_server, hub_root):
@@ -622,3 +627,35 @@ def test_fixture_hub_serves_shared_fixtures(fixture_hub):
                                          repo_id="PixArt-alpha/PixArt-Sigma-XL-2-512-MS")
     assert (fixture_hub.root / "models/PixArt-alpha/PixArt-Sigma-XL-2-512-MS/x.txt").exists()
     assert os.environ["HF_ENDPOINT"] == fixture_hub.url
+
+
+def test_users_commit_authors_history_and_last_commits(hub_server, hub_root):
+    alice, bob = hub_server.add_user("alice"), hub_server.add_user("bob")
+    assert HfApi(token=alice).whoami()["name"] == "alice" and HfApi(token=bob).whoami()["name"] == "bob"
+    assert HfApi(token=WRITE_TOKEN).whoami()["name"] == "test-user"
+    api_a, api_b = HfApi(token=alice), HfApi(token=bob)
+    assert api_a.create_repo("mine", repo_type="dataset").repo_id == "alice/mine"   # the token's user's namespace
+    repo = "org/shared"
+    api_a.create_repo(repo, repo_type="dataset")
+    first = api_a.create_commit(repo, [CommitOperationAdd("a/x.json", b"1"), CommitOperationAdd("b.txt", b"b")],
+                                commit_message="alice adds", repo_type="dataset")
+    second = api_b.create_commit(repo, [CommitOperationAdd("a/x.json", b"2"), CommitOperationAdd("c.txt", b"c")],
+                                 commit_message="bob overwrites", repo_type="dataset")
+    commits = api_a.list_repo_commits(repo, repo_type="dataset")
+    assert [c.commit_id for c in commits[:2]] == [second.oid, first.oid]
+    assert [c.authors for c in commits[:2]] == [["bob"], ["alice"]] and commits[0].title == "bob overwrites"
+    tree = {f.path: f for f in api_a.list_repo_tree(repo, repo_type="dataset", recursive=True, expand=True)
+            if hasattr(f, "blob_id")}
+    assert tree["a/x.json"].last_commit.oid == second.oid and tree["b.txt"].last_commit.oid == first.oid
+    info = {f.path: f for f in api_a.get_paths_info(repo, ["b.txt", "c.txt"], repo_type="dataset", expand=True)}
+    assert info["b.txt"].last_commit.oid == first.oid and info["c.txt"].last_commit.oid == second.oid
+    # an earlier commit is a revision: its files, its history
+    old = Path(hf_hub_download(repo, "a/x.json", repo_type="dataset", revision=first.oid)).read_bytes()
+    assert old == b"1" and (hub_root / "datasets" / repo / "a/x.json").read_bytes() == b"2"
+    assert [c.commit_id for c in api_a.list_repo_commits(repo, repo_type="dataset", revision=first.oid)][0] == first.oid
+    assert sorted(api_a.list_repo_files(repo, repo_type="dataset", revision=first.oid)) == ["a/x.json", "b.txt"]
+    # pagination, and a server restarted over the same folder keeps the history
+    hub_server.commits_page_size = 1
+    assert len(api_a.list_repo_commits(repo, repo_type="dataset")) == len(commits)
+    with HubServer(hub_root) as other:
+        assert httpx2.get(f"{other.url}/api/datasets/{repo}/commits/main").json()[0]["id"] == second.oid
