@@ -99,13 +99,27 @@ def rank(
     predictor: str = typer.Option("yetirank", "--predictor",
                                   help="yetirank (default), catboost (the paper's rank classifier), regressor, "
                                        "xgboost, rf, mlp or svc."),
+    license_ids: Optional[list[str]] = typer.Option(
+        None, "--license", metavar="ID[,ID...]",
+        help="Keep only models under these licence IDs (as model cards spell them, e.g. apache-2.0,openrail++)."),
+    max_tflops: Optional[float] = typer.Option(None, "--max-tflops", help="Keep only models of at most X TFLOP "
+                                                                          "per generated image."),
+    max_params: Optional[float] = typer.Option(None, "--max-params",
+                                               help="Keep only models whose denoiser has at most X billion "
+                                                    "parameters."),
+    explain: bool = typer.Option(False, "--explain", help="One line per model on why it is placed there: its "
+                                                          "average rank and its rank on the nearest datasets."),
     download: Optional[Path] = typer.Option(None, "--download", file_okay=False,
                                             help="Download the top pipeline (safetensors, configs) into DIR."),
     n: int = typer.Option(1000, "--n", min=2, help="Images sampled to profile a new dataset."),
-    image_column: Optional[str] = typer.Option(None, "--image-column"),
-    caption_column: Optional[str] = typer.Option(None, "--caption-column"),
-    split: Optional[str] = typer.Option(None, "--split"),
-    seed: int = typer.Option(0, "--seed"),
+    image_column: Optional[str] = typer.Option(None, "--image-column",
+                                               help="Image column of a Hub dataset (default: the first image "
+                                                    "feature)."),
+    caption_column: Optional[str] = typer.Option(None, "--caption-column",
+                                                 help="Caption column (default: text, caption, prompt, ... when "
+                                                      "present)."),
+    split: Optional[str] = typer.Option(None, "--split", help="Split to profile (default: train when present)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the image sample and of the predictor."),
     json_out: bool = JsonOption,
 ):
     """The main job: rank the zoo's pipelines for DATASET, best first."""
@@ -113,16 +127,29 @@ def rank(
 
     ranking = run_rank(dataset, zoo=zoo, top=top, probe=probe, holdout=holdout, predictor=predictor, seed=seed,
                        n=n, image_column=image_column, caption_column=caption_column, split=split,
-                       progress=_progress_bar("profile", "img"))
-    downloaded = None
+                       progress=_progress_bar("profile", "img"), licenses=license_ids, max_tflops=max_tflops,
+                       max_params=max_params)
+    # The ranking is printed before any download, so a download that fails loses nothing.
+    if not json_out:
+        _print_ranking(ranking, explain)
+    downloaded, failure = None, None
     if download is not None:
-        downloaded = _download_top(ranking, download)
+        try:
+            downloaded = _download_top(ranking, download)
+        except UserError as exc:
+            failure = str(exc)
     if json_out:
         out = ranking.to_dict()
-        if downloaded is not None:
-            out["download"] = downloaded
-        typer.echo(json.dumps(out, indent=2))
-        return
+        if download is not None:
+            out["download"] = downloaded if failure is None else {"error": failure}
+        typer.echo(json.dumps(out, indent=2, allow_nan=False))
+    elif downloaded is not None:
+        typer.echo(f"downloaded {downloaded['model']} to {downloaded['path']} ({len(downloaded['files'])} files)")
+    if failure is not None:
+        raise UserError(failure)
+
+
+def _print_ranking(ranking, explain: bool) -> None:
     for note in ranking.notes:
         typer.echo(f"note: {note}", err=True)
     from rich.console import Console
@@ -131,19 +158,26 @@ def rank(
     direction = "higher is better" if ranking.higher_is_better else "lower is better"
     table = Table(title=f"{ranking.dataset}: models ranked for fine-tuning ({ranking.metric}, {direction})",
                   show_edge=False, box=None, pad_edge=False, title_justify="left")
-    for col, justify in (("rank", "right"), ("model", "left"), ("predicted rank", "right"),
-                         ("confidence", "right"), ("TFLOP/img", "right"), ("license", "left"), ("source", "left")):
+    position = "published position" if ranking.cold_start else "expected position"
+    for col, justify in (("rank", "right"), ("model", "left"), (position, "right"), ("confidence", "right"),
+                         ("TFLOP/img", "right"), ("params (B)", "right"), ("license", "left"), ("source", "left")):
         table.add_column(col, justify=justify)
+    if explain:
+        table.add_column("why", justify="left")
     for r in ranking.models:
         shown = (f"{r.measured_score:.4g} (measured)" if r.source == "measured"
                  else "-" if r.score is None
-                 else f"{r.score:.0f} (published)" if r.source == "prior" else f"{r.score:.1f}")
-        table.add_row(str(r.rank), r.model, shown, "-" if r.confidence is None else f"{r.confidence:.2f}",
-                      "-" if r.tflops_per_image is None else f"{r.tflops_per_image:.1f}",
-                      r.license or "unknown", r.source)
-    Console(width=200).print(table)
-    if downloaded is not None:
-        typer.echo(f"downloaded {downloaded['model']} to {downloaded['path']} ({len(downloaded['files'])} files)")
+                 else f"{r.score:.0f}" if r.source == "prior" else f"{r.score:.1f}")
+        row = [str(r.rank), r.model, shown, "-" if r.confidence is None else f"{r.confidence:.2f}",
+               "-" if r.tflops_per_image is None else f"{r.tflops_per_image:.1f}",
+               "-" if r.params_denoiser_b is None else f"{r.params_denoiser_b:.2f}", r.license or "unknown", r.source]
+        table.add_row(*row, *([r.why or ""] if explain else []))
+    Console(width=250 if explain else 200).print(table)
+    if ranking.shortlist:
+        s = ranking.shortlist
+        typer.echo(f"fine-tune the first {s['k']}: on this zoo the best model was among them for "
+                   f"{100 * s['hit_rate']:.0f} % of datasets (each ranked with its own records held out, "
+                   f"{s['datasets']} datasets)")
 
 
 def _download_top(ranking, directory: Path) -> dict:
@@ -155,7 +189,7 @@ def _download_top(ranking, directory: Path) -> dict:
         raise UserError("no ranked model is a Hub repo ID: nothing to download")
     top_model = candidates[0]
     try:
-        files = HubClient().download_pipeline(top_model, directory)
+        files = HubClient().download_loadable_pipeline(top_model, directory)
     except HubError as exc:
         raise UserError(f"download of {top_model} failed: {exc}") from None
     return {"model": top_model, "path": str(directory), "files": files}
@@ -206,19 +240,47 @@ def sync(
     repo: Optional[str] = typer.Option(None, "--repo",
                                        help="Edge dataset repo ID (default: $HUBSELECT_EDGES_REPO, "
                                             "else hubselect/t2i-finetuning-records)."),
+    trust: Optional[list[str]] = typer.Option(None, "--trust", metavar="WRITER",
+                                              help="Take records only from the writers trusted so far and "
+                                                   "WRITER (a Hub user; repeatable; kept in the zoo's "
+                                                   "trust.json)."),
+    distrust: Optional[list[str]] = typer.Option(None, "--distrust", metavar="WRITER",
+                                                 help="Never take WRITER's records or profiles; those already "
+                                                      "synced leave the zoo (repeatable; kept in trust.json)."),
+    trust_everyone: bool = typer.Option(False, "--trust-everyone",
+                                        help="Drop the allow-list: every writer but the distrusted ones counts "
+                                             "(the default of a fresh zoo), one vote each."),
     zoo: Optional[Path] = ZooOption,
     json_out: bool = JsonOption,
 ):
-    """Pull the shared edge dataset (fine-tuning records and dataset profiles) into the zoo."""
+    """Pull the shared edge dataset (fine-tuning records and dataset profiles) into the zoo.
+
+    Every file is checked before the zoo changes (bad ones are skipped and counted); the zoo
+    changes in one step; only files added since the last sync are downloaded. Each record counts
+    for its writer (the Hub commit author), one vote per writer.
+    """
     from hubselect.edges import pull
 
-    summary = pull(repo, zoo)   # no --zoo: the user's zoo, never the shipped one
+    summary = pull(repo, zoo, trust=trust or (), distrust=distrust or (), trust_everyone=trust_everyone,
+                   progress=_progress_bar("sync", "file"))   # no --zoo: the user's zoo, never the shipped one
     if json_out:
-        typer.echo(json.dumps(summary, indent=2))
+        typer.echo(json.dumps(summary, indent=2, allow_nan=False))
         return
-    typer.echo(f"synced {summary['repo']} into {summary['zoo']}: {summary['records_added']} new record(s) "
-               f"({summary['records_total']} in all), {summary['profiles_added']} new profile(s)"
-               + (f", {summary['skipped']} unreadable file(s) skipped" if summary["skipped"] else ""))
+    at = f"{summary['repo']}@{summary['revision'][:12]}"
+    if summary["up_to_date"]:
+        typer.echo(f"{summary['zoo']} is up to date with {at}: {summary['records_synced']} record(s) from "
+                   f"{len(summary['writers'])} writer(s)" + (f", {summary['skipped']} file(s) skipped"
+                                                              if summary["skipped"] else ""))
+        return
+    typer.echo(f"synced {at} into {summary['zoo']}: {summary['records_added']} new record(s)"
+               + (f", {summary['records_removed']} removed" if summary["records_removed"] else "")
+               + f" ({summary['records_total']} in all; {summary['records_synced']} from {len(summary['writers'])} "
+               f"writer(s)), {summary['profiles_added']} new profile(s)"
+               + (f", {summary['profiles_removed']} removed" if summary["profiles_removed"] else "")
+               + (f", {summary['skipped']} file(s) skipped" if summary["skipped"] else "")
+               + (f", {sum(summary['excluded'].values())} file(s) of untrusted writers left out"
+                  if summary["excluded"] else "")
+               + f"; {summary['downloaded']} file(s) downloaded")
 
 
 @app.command()

@@ -14,8 +14,7 @@ from typer.testing import CliRunner
 from hubselect.cli import _progress_bar, app
 
 COMMAND = typer.main.get_command(app)
-# `rank`'s options are checked with the rank command's own tests.
-COMMANDS = sorted(name for name in COMMAND.commands if name != "rank")
+COMMANDS = sorted(COMMAND.commands)
 
 
 @pytest.mark.parametrize("name", COMMANDS)

@@ -87,4 +87,4 @@ def test_human_output_lists_the_models(image_zoo):
     assert res.returncode == 0, res.stderr
     rows = [line.split() for line in res.stdout.splitlines() if line.strip()[:1].isdigit()]
     assert [r[0] for r in rows] == ["1", "2"] and rows[0][1] == best["photos"]
-    assert rows[0][-1] == "predicted" and "predicted rank" in res.stdout
+    assert rows[0][-1] == "predicted" and "expected position" in res.stdout
