@@ -240,16 +240,18 @@ def sync(
     repo: Optional[str] = typer.Option(None, "--repo",
                                        help="Edge dataset repo ID (default: $HUBSELECT_EDGES_REPO, "
                                             "else hubselect/t2i-finetuning-records)."),
-    trust: Optional[list[str]] = typer.Option(None, "--trust", metavar="WRITER",
-                                              help="Take records only from the writers trusted so far and "
-                                                   "WRITER (a Hub user; repeatable; kept in the zoo's "
-                                                   "trust.json)."),
+    only: Optional[list[str]] = typer.Option(None, "--only", metavar="WRITER",
+                                             help="Take records and profiles only from these writers (Hub users; "
+                                                  "repeatable): an allow-list, kept in the zoo's trust.json."),
     distrust: Optional[list[str]] = typer.Option(None, "--distrust", metavar="WRITER",
-                                                 help="Never take WRITER's records or profiles; those already "
-                                                      "synced leave the zoo (repeatable; kept in trust.json)."),
+                                                 help="Never take WRITER's files; those already synced leave the "
+                                                      "zoo (repeatable; kept in trust.json)."),
+    trust: Optional[list[str]] = typer.Option(None, "--trust", metavar="WRITER",
+                                              help="Take WRITER's files again: off the deny-list, onto the "
+                                                   "allow-list when there is one (repeatable)."),
     trust_everyone: bool = typer.Option(False, "--trust-everyone",
-                                        help="Drop the allow-list: every writer but the distrusted ones counts "
-                                             "(the default of a fresh zoo), one vote each."),
+                                        help="Drop the allow-list: every writer but the distrusted ones counts, "
+                                             "one vote each (what a fresh zoo does)."),
     zoo: Optional[Path] = ZooOption,
     json_out: bool = JsonOption,
 ):
@@ -261,7 +263,8 @@ def sync(
     """
     from hubselect.edges import pull
 
-    summary = pull(repo, zoo, trust=trust or (), distrust=distrust or (), trust_everyone=trust_everyone,
+    summary = pull(repo, zoo, trust=trust or (), distrust=distrust or (), only=only or (),
+                   trust_everyone=trust_everyone,
                    progress=_progress_bar("sync", "file"))   # no --zoo: the user's zoo, never the shipped one
     if json_out:
         typer.echo(json.dumps(summary, indent=2, allow_nan=False))

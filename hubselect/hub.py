@@ -229,6 +229,62 @@ class HubClient:
             return sorted(self.api.list_repo_files(repo_id, repo_type=repo_type, revision=revision))
         return self._call(f"{repo_id}: list files", run)
 
+    # -- provenance (the shared edge dataset's sync) -----------------------------------------------
+    def list_tree(self, repo_id: str, repo_type: str = "dataset", revision: str | None = None) -> list[tuple[str, str, int]]:
+        """``(path, git blob id, size)`` of every file of a repo at ``revision``, without reading any."""
+        def run():
+            if is_offline():
+                raise hf_errors.OfflineModeIsEnabled("HF_HUB_OFFLINE is set")
+            return sorted((f.path, f.blob_id, int(f.size)) for f in self.api.list_repo_tree(
+                repo_id, repo_type=repo_type, revision=revision, recursive=True) if hasattr(f, "blob_id"))
+        return self._call(f"{repo_id}: list tree", run)
+
+    def last_commits(self, repo_id: str, paths: list[str], repo_type: str = "dataset",
+                     revision: str | None = None, batch: int = 50) -> dict[str, str]:
+        """``{path: id of the last commit that changed it}`` at ``revision`` (``get_paths_info(expand=True)``,
+        ``batch`` paths per request)."""
+        out: dict[str, str] = {}
+        for i in range(0, len(paths), batch):
+            chunk = paths[i:i + batch]
+
+            def run(chunk=chunk):
+                infos = self.api.get_paths_info(repo_id, chunk, repo_type=repo_type, revision=revision, expand=True)
+                return {f.path: f.last_commit.oid for f in infos
+                        if hasattr(f, "blob_id") and getattr(f, "last_commit", None) is not None}
+            out.update(self._call(f"{repo_id}: last commits", run))
+        return out
+
+    def commit_authors(self, repo_id: str, commit_ids: set[str], repo_type: str = "dataset",
+                       revision: str | None = None) -> dict[str, list[str]]:
+        """``{commit id: [author, ...]}`` for ``commit_ids``, as the Hub's commit history records them.
+
+        Reads the history of ``revision`` (the same listing as ``HfApi.list_repo_commits``) newest
+        first, page by page, and stops as soon as every wanted commit is found, so a sync that only
+        needs the last few commits reads one page. Ids not in the history are left out.
+        """
+        from urllib.parse import quote
+
+        from huggingface_hub.utils import paginate
+
+        wanted = set(commit_ids)
+        if not wanted:
+            return {}
+
+        def run():
+            if is_offline():
+                raise hf_errors.OfflineModeIsEnabled("HF_HUB_OFFLINE is set")
+            url = f"{self.endpoint}/api/{repo_type}s/{repo_id}/commits/{quote(revision or 'main', safe='')}"
+            found: dict[str, list[str]] = {}
+            for item in paginate(url, params={}, headers=build_hf_headers(token=self.token)):
+                cid = item.get("id") if isinstance(item, dict) else None
+                if cid in wanted:
+                    found[cid] = [a.get("user") for a in item.get("authors") or []
+                                  if isinstance(a, dict) and isinstance(a.get("user"), str)]
+                    if len(found) == len(wanted):
+                        break
+            return found
+        return self._call(f"{repo_id}: commit history", run)
+
     def upload_files(self, repo_id: str, files: dict[str, bytes], repo_type: str = "dataset",
                      message: str = "Upload files", parent_commit: str | None = None) -> str:
         """Add ``files`` ({path in repo: content}) in ONE commit; returns the new commit id.

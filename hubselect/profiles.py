@@ -132,10 +132,12 @@ class Profile:
         return meta
 
     def to_bytes(self) -> bytes:
+        """The safetensors file, byte for byte the same for the same profile (its header's keys sorted:
+        safetensors itself writes the metadata in a random order)."""
         from safetensors.numpy import save
-        return save({"mean": np.ascontiguousarray(self.mean, dtype=np.float64),
-                     "cov": np.ascontiguousarray(self.covariance, dtype=np.float64)},
-                    metadata=self._metadata())
+        return _sorted_header(save({"mean": np.ascontiguousarray(self.mean, dtype=np.float64),
+                                    "cov": np.ascontiguousarray(self.covariance, dtype=np.float64)},
+                                   metadata=self._metadata()))
 
     def save(self, path: str | Path) -> Path:
         """Write the profile atomically (a killed process leaves the old file or the new one)."""
@@ -171,6 +173,17 @@ class Profile:
                    modality=meta.get("modality", "image"), skipped={k: int(v) for k, v in skipped.items()},
                    n_requested=int(n_req) if n_req else None, seed=int(meta.get("seed", 0)),
                    created_at=meta.get("created_at", ""))
+
+
+def _sorted_header(data: bytes) -> bytes:
+    """``data`` (a safetensors file) with the JSON header's keys sorted; same length, same tensors."""
+    n = int.from_bytes(data[:8], "little")
+    header = data[8:8 + n]
+    body = json.loads(header)
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    if len(text) > n:              # another way of escaping than safetensors' own: keep its order
+        return data
+    return data[:8] + text + b" " * (n - len(text)) + data[8 + n:]
 
 
 # -- computing a profile ---------------------------------------------------------------------------

@@ -286,7 +286,7 @@ def _yaml_error(text: str) -> str | None:
 @dataclass
 class _File:
     path: str
-    abspath: Path
+    abspath: str | Path       # str when scanned (pathlib is slow for hundreds of files per request)
     size: int
     oid: str
     mtime: float
@@ -407,7 +407,7 @@ class _Storage:
             if f.oid in self._json_cache:
                 return self._json_cache[f.oid]
         try:
-            value = json.loads(f.abspath.read_bytes())
+            value = json.loads(Path(f.abspath).read_bytes())
         except (OSError, ValueError):
             value = None
         with self._cache_guard:
@@ -416,7 +416,7 @@ class _Storage:
 
     def _text_of(self, f: _File) -> str:
         try:
-            return f.abspath.read_bytes().decode("utf-8", errors="replace")
+            return Path(f.abspath).read_bytes().decode("utf-8", errors="replace")
         except OSError:
             return ""
 
@@ -428,20 +428,29 @@ class _Storage:
             return self._state_unlocked(repo_type, repo_id)
 
     def _scan(self, directory: Path) -> dict[str, _File]:
+        """{path in repo: file}, sorted by path (``.git`` folders left out)."""
         files: dict[str, _File] = {}
-        for dirpath, dirnames, filenames in os.walk(directory):
-            dirnames[:] = sorted(d for d in dirnames if d != ".git")
-            for name in sorted(filenames):
-                abspath = Path(dirpath) / name
+        stack = [("", str(directory))]
+        while stack:
+            rel, folder = stack.pop()
+            try:
+                entries = list(os.scandir(folder))
+            except OSError:
+                continue
+            for entry in entries:
                 try:
-                    st = abspath.stat()
+                    if entry.is_dir():
+                        if entry.name != ".git":
+                            stack.append((f"{rel}{entry.name}/", entry.path))
+                        continue
+                    if not entry.is_file():
+                        continue
+                    st = entry.stat()
                 except OSError:
                     continue
-                if not abspath.is_file():
-                    continue
-                rel = abspath.relative_to(directory).as_posix()
-                files[rel] = _File(rel, abspath, st.st_size, self._oid(abspath, st), st.st_mtime)
-        return files
+                path = rel + entry.name
+                files[path] = _File(path, entry.path, st.st_size, self._oid(entry.path, st), st.st_mtime)
+        return dict(sorted(files.items()))
 
     def _state_unlocked(self, repo_type: str, repo_id: str) -> _RepoState | None:
         directory = self.repo_dir(repo_type, repo_id)
@@ -749,7 +758,7 @@ class _Storage:
             for commit in state.commits[len(persisted):]:
                 for p, oid in commit["changes"].items():
                     if oid is not None and p in state.files and state.files[p].oid == oid:
-                        self._store_object(oid, source=state.files[p].abspath)
+                        self._store_object(oid, source=Path(state.files[p].abspath))
             changes: dict[str, str | None] = {}
             for p in state.files:
                 if p not in remaining:
