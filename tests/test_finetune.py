@@ -136,6 +136,7 @@ def test_family_trains_scores_and_pushes(family, pipelines, dataset, hub_server,
     assert "profiles/efficientnet/shapes.safetensors" in edge_files and "README.md" in edge_files
     local = zoo.read_table("records")
     assert list(local["record_id"]) == [out["record_id"]]
+    assert list(local["writer"]) == ["test-user"]            # the pushing token's user, as a sync would find it
     assert local["score"].iloc[0] == pytest.approx(rec["score"])
     # the model was not in the zoo: it was crawled (configs only), so that its record can rank
     assert repo in set(zoo.read_table("models")["model"]) and out["notes"] == []
@@ -329,7 +330,7 @@ def test_pushed_records_sync_into_another_zoo_and_rank(pipelines, tmp_path, hub_
     assert theirs.read_table("records") is None and theirs.read_table("models") is not None
     synced = run_cli("sync", "--repo", EDGES, "--zoo", str(theirs.path), "--json")
     assert synced.returncode == 0, synced.stderr
-    assert json.loads(synced.stdout)["records_added"] == 4
+    assert json.loads(synced.stdout)["records_added"] == 4 and json.loads(synced.stdout)["writers"] == {"test-user": 4}
     ranked = run_cli("rank", "shapes", "--zoo", str(theirs.path), "--json")
     assert ranked.returncode == 0, ranked.stderr
     ranking = json.loads(ranked.stdout)

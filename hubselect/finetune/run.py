@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from hubselect.errors import UserError
+from hubselect.errors import HubError, UserError
 from hubselect.finetune.trainer import FinetuneConfig, FinetuneResult, Trainer
 
 
@@ -66,7 +66,8 @@ def finetune(config: FinetuneConfig, *, zoo=None, push: bool = False, adapter_re
     ``config.probe`` None-like values are resolved against the zoo. Everything the user can get
     wrong (model, dataset, probe, token) is checked before training starts.
     """
-    from hubselect.edges import _check_repo_id, add_records_to_zoo, default_edges_repo, push_records, record_id
+    from hubselect.edges import (LOCAL_WRITER, _check_repo_id, add_records_to_zoo, check_pushable, default_edges_repo,
+                                 push_records, record_id, writer_of)
     from hubselect.hub import HubClient
     from hubselect.zoo import Zoo
 
@@ -81,6 +82,7 @@ def finetune(config: FinetuneConfig, *, zoo=None, push: bool = False, adapter_re
     if push:
         from hubselect.finetune.publish import check_push_access
         edges_repo = _check_repo_id(edges_repo or default_edges_repo())
+        check_pushable(trainer.resolved.name, trainer.source.dataset)   # names the edge dataset would refuse
         client = HubClient()
         adapter_repo = check_push_access(client, adapter_repo, trainer.resolved.name, trainer.source.dataset)
 
@@ -105,8 +107,15 @@ def finetune(config: FinetuneConfig, *, zoo=None, push: bool = False, adapter_re
         out["pushed_records"] = push_records([record], repo_id=edges_repo, client=client, profiles=[profile])
         out["edges_repo"] = edges_repo
         out["adapter_repo"] = adapter_repo
+    # the writer a sync would find for the pushed record (the Hub commit's author); "local" for one kept here
+    writer = LOCAL_WRITER
+    if push:
+        try:
+            writer = writer_of([client.whoami().get("name")]) or LOCAL_WRITER
+        except HubError:
+            pass
     add_records_to_zoo(zoo, [record], source="local" if not push else f"hub:{edges_repo}",
-                       replaces=[local_id] if record_id(record) != local_id else [])
+                       replaces=[local_id] if record_id(record) != local_id else [], writer=writer)
     out["record"] = record
     out["record_id"] = record_id(record)
     out["zoo"] = str(zoo.path)
