@@ -162,11 +162,11 @@ def _check_unique(names: dict[str, str], what: str) -> None:
 
 def edge_records(repo_id: str | None = None, client: HubClient | None = None,
                  workers: int = 8) -> list[dict]:
-    """Every record of the edge dataset (``[]`` while the repo does not exist yet).
-
-    Unreadable record files are skipped with a warning (``hubselect sync`` counts them).
+    """Every record of the edge dataset that passes a sync's checks (``[]`` while the repo does not
+    exist yet): a file that is not valid JSON, fails :func:`hubselect.edges.check_record_file`
+    (tampered, out of bounds, paths for names...) is skipped (``hubselect sync`` counts them).
     """
-    from hubselect.edges import _RECORD_PATH, _check_repo_id, default_edges_repo
+    from hubselect.edges import _RECORD_PATH, BadFile, _check_repo_id, check_record_file, default_edges_repo
 
     repo_id = _check_repo_id(repo_id or default_edges_repo())
     client = client or HubClient()
@@ -183,11 +183,10 @@ def edge_records(repo_id: str | None = None, client: HubClient | None = None,
         try:
             data = client.fetch_bytes(repo_id, path, revision=info.sha,
                                       repo_type="dataset")
-            record = json.loads(data)
-        except (HubError, ValueError, UnicodeDecodeError) as exc:
-            log.warning("%s/%s: skipped (%s)", repo_id, path, exc)
+            return check_record_file(path, data)
+        except (HubError, BadFile) as exc:
+            log.info("%s/%s: skipped (%s)", repo_id, path, exc)
             return None
-        return record if isinstance(record, dict) else None
 
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         return [r for r in pool.map(fetch, paths) if r is not None]
@@ -756,9 +755,15 @@ def suggest(k: int, *, zoo=None, models: Iterable[str] | None = None,
             cand_datasets.append(name)
             source_of.setdefault(name, given)
     else:
-        cand_datasets = sorted(placeable)
+        # Names the user did not type come from the zoo, records and profiles others pushed
+        # included: only Hub dataset IDs that are not also a path here may become a run.
+        cand_datasets = sorted(d for d in placeable if is_repo_id(d) and not Path(d).expanduser().exists())
+        left_out = len(placeable) - len(cand_datasets)
+        if left_out:
+            notes.append(f"{left_out} dataset(s) of the zoo left out: their names are not Hub dataset IDs "
+                         "(or are also a path here); pass your own folders with --datasets")
         if not cand_datasets:
-            raise UserError(f"zoo {zoo.path} knows no dataset: pass --datasets")
+            raise UserError(f"zoo {zoo.path} knows no Hub dataset: pass --datasets")
 
     done = measured_pairs(zoo, read_edges=False)
     if read_edges and is_offline():

@@ -428,3 +428,41 @@ def test_sigkill_at_every_write_leaves_the_zoo_before_or_after(hub_server, users
     finally:
         worker.stdin.close()
         worker.wait(timeout=60)
+
+
+# -- names from others never become actions ---------------------------------------------------------------
+
+def test_suggest_acts_only_on_hub_ids_or_names_the_user_typed(tmp_path, monkeypatch):
+    from hubselect import sweep as sweeps
+    from hubselect.synthetic import make_synthetic_zoo
+
+    zoo = make_synthetic_zoo(n_models=4, n_datasets=6, density=0.6, seed=1).write(tmp_path / "zoo")
+    records = zoo.read_table("records")
+    model = records["model"].iloc[0]
+    # names an earlier sync (or an older hubselect) let into the records: a folder name, a Hub-like name that is
+    # also a folder here
+    extra = pd.DataFrame({"model": [model, model], "dataset": ["photos", "kind0/local"], "score": [1.0, 2.0]})
+    zoo.write_table("records", pd.concat([records, extra], ignore_index=True))
+    (tmp_path / "photos").mkdir()
+    (tmp_path / "kind0" / "local").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path)
+    out = sweeps.suggest(100, zoo=zoo, read_edges=False)
+    suggested = {s["dataset"] for s in out["suggestions"]}
+    assert suggested and not suggested & {"photos", "kind0/local"}
+    assert all(s.get("dataset_source") in (None, s["dataset"]) for s in out["suggestions"])
+    assert any("2 dataset(s) of the zoo left out" in n for n in out["notes"])
+    typed = sweeps.suggest(100, zoo=zoo, datasets=["photos"], read_edges=False)     # the user's own folder
+    assert {s["dataset"] for s in typed["suggestions"]} == {"photos"}
+
+
+def test_push_refuses_what_a_sync_would_skip(hub_server, users):
+    from hubselect.edges import check_pushable
+    from hubselect.errors import UserError
+
+    for bad in (make_record("org/m", "/home/me/photos", 3.0), make_record("org/m", "ds/x", -1.0),
+                make_record("org/m", "ds/x", 3.0, note={"nested": True}), make_record("../m", "ds/x", 3.0)):
+        with pytest.raises(UserError):
+            push_records([bad], REPO_ID, client=client(users["alice"]))
+    with pytest.raises(UserError, match="valid Hub repo ID"):
+        check_pushable("org/m", "my photos")
+    assert hub_server.repo_sha(REPO_ID, "dataset") is None          # nothing reached the Hub
