@@ -529,7 +529,8 @@ def profile(
     json_out: bool = JsonOption,
 ):
     """Profile a Hub dataset or a local image folder into the zoo (probe embeddings: mean, covariance)."""
-    from hubselect.profiles import add_profile_to_zoo, profile_dataset
+    from hubselect.profiles import profile_dataset
+    from hubselect.staging import add_profile_staged
     from hubselect.zoo import Zoo, default_zoo_dir
 
     zoo_dir = Path(zoo) if zoo is not None else default_zoo_dir()
@@ -539,7 +540,7 @@ def profile(
                              split=split, name=name, seed=seed, progress=_progress_bar("profile", "img"))
     if zoo is None:     # no --zoo: the user's zoo (made from the shipped one), never the shipped zoo itself
         zoo_dir = default_zoo_dir(write=True)
-    written = add_profile_to_zoo(Zoo.open(zoo_dir, create=True), result)
+    written = add_profile_staged(zoo_dir, result)      # profile, datasets row, distances: all or nothing
     if json_out:
         typer.echo(json.dumps({**result.summary(), "zoo": str(zoo_dir), "profile_path": written["profile"],
                                "distances": written["distances"]}, indent=2))

@@ -325,11 +325,19 @@ def test_second_sync_downloads_no_record_again(hub_server, users, tmp_path):
 
 KILL_WORKER = r"""
 import json, os, signal, sys
-zoo, repo, scratch = sys.argv[1], sys.argv[2], sys.argv[3]
+mode, zoo, arg, scratch = sys.argv[1:5]
 parent = os.path.dirname(os.path.abspath(zoo))
-from hubselect.edges import pull
-from hubselect.hub import HubClient
-pull(repo, scratch, client=HubClient(retries=0))   # a sync of a copy elsewhere: every lazy import done once, here
+
+def act(target):
+    if mode == "sync":
+        from hubselect.edges import pull
+        from hubselect.hub import HubClient
+        return pull(arg, target, client=HubClient(retries=0))
+    from hubselect.profiles import Profile
+    from hubselect.staging import add_profile_staged
+    return add_profile_staged(target, Profile.load(arg))
+
+act(scratch)          # the same step on a copy elsewhere: every lazy import is done once, here, before the forks
 
 WRITES = {"os.rename", "os.link", "os.remove", "os.rmdir", "os.mkdir", "os.chmod", "os.symlink", "shutil.rmtree",
           "os.truncate"}
@@ -352,14 +360,12 @@ def run(kill_at):
             hit = writing and ours(path)
         elif event in WRITES:
             hit = any(ours(a) for a in args[:2])
-        elif event == "ctypes.call_function":
-            hit = any(ours(a) for a in (args[1] if len(args) > 1 else ()) if isinstance(a, (bytes, str)))
         if hit:
             count[0] += 1
             if count[0] == kill_at:
                 os.kill(os.getpid(), signal.SIGKILL)
     sys.addaudithook(hook)
-    pull(repo, zoo, client=HubClient(retries=0))
+    act(zoo)
     return count[0]
 
 for line in sys.stdin:
@@ -378,23 +384,21 @@ for line in sys.stdin:
 """
 
 
-def test_sigkill_at_every_write_leaves_the_zoo_before_or_after(hub_server, users, tmp_path):
-    push_records(honest_records()[:6], REPO_ID, client=client(users["alice"]), profiles=honest_profiles()[:1])
-    zoo_dir = tmp_path / "zoos" / "zoo"
-    make_zoo(zoo_dir)
-    pull(REPO_ID, zoo_dir)                                           # a zoo that already holds records
-    push_records(honest_records()[6:], REPO_ID, client=client(users["bob"]), profiles=honest_profiles()[1:2])
+def kill_at_every_write(zoo_dir: Path, mode: str, arg: str, tmp_path: Path) -> tuple[dict, dict, list[str]]:
+    """Run one step (``sync`` from the edge dataset ``arg``, or ``profile`` adding the profile file ``arg``) on
+    ``zoo_dir`` once to its end, then once per file-system write beside or in the zoo, each time on a fresh copy
+    and killed with SIGKILL just before that write. Every killed run must leave the zoo exactly as it was before
+    or as the uninterrupted run left it. Returns (before, after, "before"/"after" per kill)."""
     pristine = tmp_path / "pristine"
     shutil.copytree(zoo_dir, pristine)
-    before = zoo_snapshot(zoo_dir)
-
     scratch = tmp_path / "scratch" / "zoo"
     shutil.copytree(pristine, scratch)
-    worker = subprocess.Popen([sys.executable, "-c", KILL_WORKER, str(zoo_dir), REPO_ID, str(scratch)],
+    before = zoo_snapshot(zoo_dir)
+    worker = subprocess.Popen([sys.executable, "-c", KILL_WORKER, mode, str(zoo_dir), arg, str(scratch)],
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
 
     def attempt(kill_at: int) -> dict:
-        """{"killed": bool, "code": int} of one forked sync, with the child's own {"writes"} or {"error"}."""
+        """{"killed": bool, "code": int} of one forked run, with the child's own {"writes"} or {"error"}."""
         worker.stdin.write(f"{kill_at}\n")
         worker.stdin.flush()
         out: dict = {}
@@ -420,14 +424,40 @@ def test_sigkill_at_every_write_leaves_the_zoo_before_or_after(hub_server, users
             assert state in (before, after), f"killed at write {k} of {writes}: the zoo is neither before nor after"
             outcomes.append("after" if state == after else "before")
         assert outcomes[0] == "before" and "after" in outcomes, (writes, outcomes)   # the swap is one of the writes
-        # a sync after a kill cleans up what the kill left beside the zoo, and ends where an uninterrupted one does
-        assert [p for p in zoo_dir.parent.iterdir() if ".staging-" in p.name]
-        pull(REPO_ID, zoo_dir)
-        assert zoo_snapshot(zoo_dir) == after
-        assert [p.name for p in zoo_dir.parent.iterdir() if p.name != ".zoo.lock"] == ["zoo"]
+        assert outcomes == sorted(outcomes, key=["before", "after"].index)            # one switch, never back
     finally:
         worker.stdin.close()
         worker.wait(timeout=60)
+    return before, after, outcomes
+
+
+def test_sigkill_at_every_write_of_a_sync_leaves_the_zoo_before_or_after(hub_server, users, tmp_path):
+    push_records(honest_records()[:6], REPO_ID, client=client(users["alice"]), profiles=honest_profiles()[:1])
+    zoo_dir = tmp_path / "zoos" / "zoo"
+    make_zoo(zoo_dir)
+    pull(REPO_ID, zoo_dir)                                           # a zoo that already holds records
+    push_records(honest_records()[6:], REPO_ID, client=client(users["bob"]), profiles=honest_profiles()[1:2])
+    _before, after, _outcomes = kill_at_every_write(zoo_dir, "sync", REPO_ID, tmp_path)
+    # the last kill left a staging copy beside the zoo: the next sync removes it and ends where an uninterrupted
+    # one does
+    assert [p for p in zoo_dir.parent.iterdir() if ".staging-" in p.name]
+    pull(REPO_ID, zoo_dir)
+    assert zoo_snapshot(zoo_dir) == after
+    assert [p.name for p in zoo_dir.parent.iterdir() if p.name != ".zoo.lock"] == ["zoo"]
+
+
+def test_sigkill_at_every_write_of_a_profile_leaves_the_zoo_before_or_after(tmp_path):
+    from hubselect.staging import add_profile_staged
+
+    zoo_dir = tmp_path / "zoos" / "zoo"
+    make_zoo(zoo_dir)
+    for p in honest_profiles()[:2]:
+        add_profile_staged(zoo_dir, p)
+    new = tmp_path / "new.safetensors"
+    honest_profiles()[2].save(new)
+    _before, after, _outcomes = kill_at_every_write(zoo_dir, "profile", str(new), tmp_path)
+    assert "profiles/clip/ds--birds.safetensors" in after and b"ds/birds" in after["datasets.csv"]
+    assert b"ds/birds" in after["dataset_distances.csv"]
 
 
 # -- names from others never become actions ---------------------------------------------------------------
