@@ -613,15 +613,18 @@ def add_records_to_zoo(zoo, records: list[dict], source: str, replaces: Iterable
     zoo owner's own results, the Hub user for a record they just pushed. Returns (records added,
     rows in the table).
     """
+    from hubselect.staging import zoo_lock
+
     incoming = _records_frame(records, source=source, writers=[writer] * len(records)).drop_duplicates("record_id")
     replaces = set(replaces)
-    current = zoo.read_table("records")
-    known = set() if current is None or "record_id" not in current.columns else \
-        set(current["record_id"].dropna().astype(str))
-    merged = _merge(current, incoming, replaces)
-    added = int((~incoming["record_id"].isin(known)).sum())
-    if added or current is None or known & replaces or len(incoming):
-        zoo.write_table("records", merged)
+    with zoo_lock(zoo.path):                    # a sync swapping the zoo meanwhile would lose this row
+        current = zoo.read_table("records")
+        known = set() if current is None or "record_id" not in current.columns else \
+            set(current["record_id"].dropna().astype(str))
+        merged = _merge(current, incoming, replaces)
+        added = int((~incoming["record_id"].isin(known)).sum())
+        if added or current is None or known & replaces or len(incoming):
+            zoo.write_table("records", merged)
     return added, len(merged)
 
 
@@ -891,10 +894,15 @@ def pull(repo_id: str | None = None, zoo=None, client: HubClient | None = None, 
     if len(hub_rows) and not table_changed:       # the same records: rewrite only if a writer is not as judged
         wanted = hub_rows["record_id"].astype(str).map(ok_ids)
         table_changed = "writer" not in hub_rows.columns or bool((hub_rows["writer"].astype(str) != wanted).any())
-    if table_changed:
+
+    def new_table(current: pd.DataFrame | None) -> pd.DataFrame:
         table = _merge(current, incoming, stale)
         rows = table["source"].astype(str) == source
         table.loc[rows, "writer"] = table.loc[rows, "record_id"].astype(str).map(ok_ids)
+        return table
+
+    if table_changed:
+        table = new_table(current)
     records_added = int((~incoming["record_id"].isin(present)).sum())
 
     # 5. profiles: add the zoo's missing ones; take back the ones an untrusted writer gave
@@ -912,18 +920,24 @@ def pull(repo_id: str | None = None, zoo=None, client: HubClient | None = None, 
     writes = table_changed or to_add or to_remove or state_changed or policy != before_policy \
         or (not exists)
     if writes:
-        with staged_zoo(zoo_path) as stage:
+        with staged_zoo(zoo_path) as stage:      # the zoo's lock is held from here to the swap
             staged = Zoo(stage)
             if not exists:
                 atomic_write_json(stage / "zoo.json", info.to_dict())
-            if table_changed and table is not None:
+            if table_changed:
+                fresh = staged.read_table("records")
+                if not (fresh is None and current is None or fresh is not None and current is not None
+                        and fresh.equals(current)):
+                    table = new_table(fresh)     # another command wrote the table meanwhile: keep its rows
                 staged.write_table("records", table)
             for dataset, probe, _target in to_remove:
                 _remove_profile(staged, dataset, probe)
-            for prof, _path in to_add:
-                add_profile_to_zoo(staged, prof)
+            for prof, path in to_add:
+                if not (stage / path).is_file():     # a profile made here meanwhile wins too
+                    add_profile_to_zoo(staged, prof)
             if policy != before_policy:
                 atomic_write_json(stage / TRUST_FILE, policy.to_dict())
+            state = _load_state(stage)
             state["repos"][repo_id] = new_state
             atomic_write_bytes(stage / SYNC_STATE_FILE, json.dumps(state, sort_keys=True,
                                                                     separators=(",", ":")).encode())

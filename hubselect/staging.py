@@ -40,6 +40,12 @@ _STAGING = ".{name}.staging-"
 _BACKUP = ".{name}.old-"
 
 
+def _target(path: str | os.PathLike) -> Path:
+    """The zoo's own folder: absolute, a symbolic link followed (the link itself is never swapped)."""
+    path = Path(os.path.abspath(path))
+    return path.resolve() if path.is_symlink() else path
+
+
 @contextlib.contextmanager
 def _locked(parent: Path, name: str) -> Iterator[None]:
     try:
@@ -134,11 +140,29 @@ def recover(path: str | os.PathLike) -> None:
         shutil.rmtree(stale, ignore_errors=True)
 
 
+@contextlib.contextmanager
+def zoo_lock(path: str | os.PathLike) -> Iterator[None]:
+    """The lock a staged step holds, for a writer that changes one file of the zoo in place (a record
+    added by ``finetune``): it waits for a running sync's swap instead of being lost to it. Not
+    reentrant: never inside :func:`staged_zoo` on the same zoo."""
+    path = _target(path)
+    try:
+        lock = _locked(path.parent, path.name)
+        lock.__enter__()
+    except OSError:              # a place where no lock file can be made: go on without one
+        yield
+        return
+    try:
+        yield
+    finally:
+        lock.__exit__(None, None, None)
+
+
 def tidy(path: str | os.PathLike) -> None:
     """:func:`recover` under the lock: what a killed staged step left beside the zoo is put back or removed.
     A writer calls it before it reads the zoo (on a system without the exchange call, the zoo may be
     under its backup name)."""
-    path = Path(os.path.abspath(path))
+    path = _target(path)
     if not path.parent.is_dir():
         return
     try:
@@ -155,9 +179,7 @@ def staged_zoo(path: str | os.PathLike) -> Iterator[Path]:
     A zoo that does not exist yet starts as an empty folder and appears whole at the end. When the
     block raises, the copy is discarded and the zoo is as it was.
     """
-    path = Path(os.path.abspath(path))
-    if path.is_symlink():
-        path = path.resolve()
+    path = _target(path)
     parent, name = path.parent, path.name
     try:
         parent.mkdir(parents=True, exist_ok=True)
