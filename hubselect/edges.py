@@ -829,14 +829,15 @@ def pull(repo_id: str | None = None, zoo=None, client: HubClient | None = None, 
     present = set(hub_rows["record_id"].astype(str))
     fetch: list[str] = []
     for p, e in files.items():
+        if e.get("writer") is not None and not policy.allows(e["writer"]):
+            e["status"] = "excluded"                 # whatever the file holds: not examined, not counted
+            e.pop("detail", None)
+            continue
         if e["status"] in BAD or e["status"] in NOT_USED:
             continue
         is_record = bool(_RECORD_PATH.match(p))
         if e["size"] > (MAX_RECORD_BYTES if is_record else MAX_PROFILE_BYTES):
             e.update(status="too_large", detail=f"{e['size']} bytes")
-            continue
-        if not policy.allows(e["writer"]):
-            e["status"] = "excluded"
             continue
         if e["status"] in (None, "excluded"):
             fetch.append(p)
