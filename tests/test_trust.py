@@ -213,6 +213,20 @@ def test_a_rewritten_record_is_skipped_as_tampered(hub_server, users, tmp_path):
     assert pull(REPO_ID, early)["records_removed"] == 0
 
 
+def test_rows_an_older_sync_took_leave_and_local_rows_stay(hub_server, users, tmp_path):
+    push_records(honest_records()[:3], REPO_ID, client=client(users["alice"]))
+    zoo_dir = tmp_path / "zoo"
+    zoo = make_zoo(zoo_dir)
+    zoo.write_table("records", pd.DataFrame({                      # as a sync of record format 1 left them
+        "model": ["org/sd-base", "org/sd-large"], "dataset": ["ds/faces", "ds/mine"], "score": [1.0, 3.0],
+        "record_id": ["0" * 64, None], "source": [f"hub:{REPO_ID}", None]}))
+    summary = pull(REPO_ID, zoo_dir)
+    assert summary["records_removed"] == 1 and summary["records_added"] == 3 and summary["records_total"] == 4
+    table = Zoo(zoo_dir).read_table("records")
+    assert "0" * 64 not in set(table["record_id"].dropna()) and "ds/mine" in set(table["dataset"])
+    assert table.loc[table["dataset"] == "ds/mine", "writer"].isna().all()       # read as the owner's ("local")
+
+
 # -- checks: nothing can crash a sync ------------------------------------------------------------------
 
 def _valid_body(**change) -> dict:
@@ -238,6 +252,7 @@ def malformed_files() -> dict[str, tuple[str, bytes]]:
         "infinite score": ("records/ee/" + "e" * 64 + ".json",
                            json.dumps({"format": RECORD_FORMAT, **_valid_body()}).replace("12.0", "Infinity").encode()),
         "deep nesting": ("records/dd/" + "d" * 64 + ".json", deep),
+        "200 000-deep nesting": ("records/dc/" + "c" * 64 + ".json", b"[" * 200_000 + b"]" * 200_000),
         "absolute path as dataset": record_file(_valid_body(dataset="/home/someone/photos")),
         "relative path as dataset": record_file(_valid_body(dataset="../photos")),
         "path as model": record_file(_valid_body(model="./pipelines/mine")),
@@ -288,7 +303,7 @@ def test_every_malformed_file_is_skipped_and_counted(hub_server, users, tmp_path
     # the zoo is as it would be without them, synced fresh or incrementally
     assert records_only(zoo_snapshot(fresh)) == clean_tables
     again = pull(REPO_ID, clean)
-    assert again["skipped"] == len(bad) and again["downloaded"] == len(bad) - 2     # too large, bad path: never downloaded
+    assert again["skipped"] == len(bad) and again["downloaded"] == len(bad) - 3     # too large (2), bad path: not read
     assert records_only(zoo_snapshot(clean)) == clean_tables
 
 
