@@ -877,7 +877,7 @@ def pull(repo_id: str | None = None, zoo=None, client: HubClient | None = None, 
                 e.update(status="ok", id=record_id(record))
                 new_records.append((record, e["writer"]))
             else:
-                profile = check_profile_file(p, content, probe=info.probe, dim=dim)
+                profile = check_profile_file(p, content, probe=info.probe or "", dim=dim)   # "": a zoo of no probe
                 dim = profile.dim if dim is None else dim
                 e.update(status="ok", dataset=profile.dataset, fingerprint=_fingerprint(profile))
                 new_profiles.append((profile, content, p))
