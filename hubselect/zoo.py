@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ import pandas as pd
 from hubselect.errors import UserError
 
 ZOO_FORMAT = 1
+PROBE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9-]{0,63}")
 TABLE_SUFFIXES = (".parquet", ".csv")
 # Columns each table must carry; everything else in a table is free-form.
 REQUIRED_COLUMNS = {
@@ -165,19 +167,33 @@ class Zoo:
                 raise UserError(f"no zoo at {zoo.path} (zoo.json missing); pass --zoo DIR")
             zoo.path.mkdir(parents=True, exist_ok=True)
             atomic_write_json(zoo.path / "zoo.json", ZooInfo().to_dict())
+        zoo.info                          # every command reads zoo.json first: a bad one stops it here
         return zoo
 
     @property
     def info(self) -> ZooInfo:
+        """zoo.json, checked: an object with ``format`` 1, a metric name, a boolean direction and a
+        probe name (or null); anything else is one line naming the file and the problem."""
+        path = self.path / "zoo.json"
         try:
-            raw = json.loads((self.path / "zoo.json").read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise UserError(f"unreadable zoo.json in {self.path}: {exc}") from None
-        if raw.get("format", ZOO_FORMAT) != ZOO_FORMAT:
-            raise UserError(f"zoo format {raw.get('format')} in {self.path} is not supported (expected {ZOO_FORMAT})")
-        return ZooInfo(metric=raw.get("metric", "clip-fid"),
-                       higher_is_better=bool(raw.get("higher_is_better", False)),
-                       probe=raw.get("probe"), format=ZOO_FORMAT)
+            raw = json.loads(path.read_bytes().decode("utf-8"))
+        except (OSError, ValueError) as exc:     # JSONDecodeError and UnicodeDecodeError are ValueErrors
+            raise UserError(f"unreadable {path}: {exc}") from None
+        if not isinstance(raw, dict):
+            raise UserError(f"{path} must hold a JSON object, not {type(raw).__name__}")
+        fmt = raw.get("format", ZOO_FORMAT)
+        if fmt != ZOO_FORMAT or isinstance(fmt, bool):
+            raise UserError(f"{path}: zoo format {fmt!r} is not supported (expected {ZOO_FORMAT})")
+        metric = raw.get("metric", "clip-fid")
+        if not isinstance(metric, str) or not metric.strip() or len(metric) > 100:
+            raise UserError(f"{path}: metric must be a short non-empty string, not {metric!r}")
+        direction = raw.get("higher_is_better", False)
+        if not isinstance(direction, bool):
+            raise UserError(f"{path}: higher_is_better must be true or false, not {direction!r}")
+        probe = raw.get("probe")
+        if probe is not None and not (isinstance(probe, str) and PROBE_NAME.fullmatch(probe)):
+            raise UserError(f"{path}: probe must be a probe name or null, not {probe!r}")
+        return ZooInfo(metric=metric, higher_is_better=direction, probe=probe, format=ZOO_FORMAT)
 
     # -- tables --------------------------------------------------------------------------------
     def table_path(self, stem: str) -> Path | None:

@@ -203,3 +203,18 @@ def test_one_writer_is_one_vote(tmp_path):
     top = out["ranking"][0]
     assert top["model"] == best and top["source"] == "measured" and top["writers"] == 3
     assert top["measured_score"] == pytest.approx(honest.score.max())   # the median of three writers' votes
+
+
+@pytest.mark.parametrize("content,needle", [("[1, 2]", "JSON object"), ('{"format": 99}', "format 99"),
+                                            ("{not json", "unreadable"), (b"\xff\xfe{}", "unreadable"),
+                                            ('{"higher_is_better": "yes"}', "higher_is_better"),
+                                            ('{"probe": "../../evil"}', "probe")])
+def test_a_bad_zoo_json_stops_every_command(shipped_zoo, content, needle):
+    path = shipped_zoo / "zoo.json"
+    path.write_bytes(content if isinstance(content, bytes) else content.encode())
+    before = _snapshot(shipped_zoo)
+    for args in (["zoo"], ["rank", str(REPO / "examples" / "photos")], ["evaluate"]):
+        res = run_cli(*args, "--zoo", str(shipped_zoo))
+        lines = res.stderr.strip().splitlines()
+        assert res.returncode == 2 and len(lines) == 1 and needle in lines[0] and "zoo.json" in lines[0], (args, res.stderr)
+    assert _snapshot(shipped_zoo) == before
