@@ -120,11 +120,16 @@ class LocalRepo:
     def read_bytes_json(self, path: str) -> dict:
         try:
             return json.loads((self.folder / path).read_text(encoding="utf-8"))
+        except UnicodeDecodeError:
+            raise RepoFailure(f"not_utf8: {path}") from None
         except json.JSONDecodeError:
             raise RepoFailure(f"malformed_json: {path}") from None
 
     def read_text(self, path: str) -> str:
-        return (self.folder / path).read_text(encoding="utf-8")
+        try:
+            return (self.folder / path).read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            raise RepoFailure(f"not_utf8: {path}") from None
 
 
 # -- one repo ---------------------------------------------------------------------------------------
@@ -225,11 +230,19 @@ def load_records(zoo: Zoo) -> list[dict]:
     folder = zoo.path / "crawl"
     out = []
     for p in sorted(folder.glob("*.json")) if folder.is_dir() else []:
-        try:
-            out.append(json.loads(p.read_text()))
-        except json.JSONDecodeError:
-            log.warning("ignoring unreadable crawl record %s", p)
+        out.append(_read_crawl_record(p))
     return out
+
+
+def _read_crawl_record(path: Path) -> dict:
+    """One crawl record, or one line naming it when it is damaged (a model would silently vanish)."""
+    try:
+        record = json.loads(path.read_bytes().decode("utf-8"))
+    except (OSError, ValueError) as exc:
+        raise UserError(f"unreadable crawl record {path} ({exc}): delete it and crawl that repo again") from None
+    if not isinstance(record, dict):
+        raise UserError(f"crawl record {path} is not a JSON object: delete it and crawl that repo again")
+    return record
 
 
 def read_pinned(path: Path = PINNED_FILE) -> list[str]:
@@ -239,18 +252,25 @@ def read_pinned(path: Path = PINNED_FILE) -> list[str]:
             if line.split("#")[0].strip()]
 
 
+def check_targets(targets: Iterable[str]) -> None:
+    """Each target is a local folder or a Hub repo ID; anything else is bad input (checked before any
+    zoo is created or written)."""
+    for target in targets:
+        if not (Path(target).is_dir() or is_repo_id(target)):
+            raise UserError(f"{target!r} is neither a local folder nor a Hub repo ID (owner/name)")
+
+
 def resolve_sources(targets: Iterable[str], client_factory: Callable[[], HubClient]) -> list:
     """Local folders for paths that exist, Hub repos for valid repo IDs; anything else is bad input."""
+    targets = list(targets)
+    check_targets(targets)
     sources, client = [], None
     for target in targets:
-        path = Path(target)
-        if path.is_dir():
-            sources.append(LocalRepo(path))
-        elif is_repo_id(target):
+        if Path(target).is_dir():
+            sources.append(LocalRepo(Path(target)))
+        else:
             client = client or client_factory()
             sources.append(HubRepo(target, client))
-        else:
-            raise UserError(f"{target!r} is neither a local folder nor a Hub repo ID (owner/name)")
     return sources
 
 
@@ -263,6 +283,7 @@ def crawl(targets: list[str] | None, zoo: Zoo, limit: int | None = None, include
     def client_factory():
         return client or HubClient()
 
+    load_records(zoo)            # a damaged crawl record stops the crawl before anything is written
     if targets:
         sources = resolve_sources(targets, client_factory)
     else:
@@ -292,7 +313,7 @@ def crawl(targets: list[str] | None, zoo: Zoo, limit: int | None = None, include
 
 def _crawl_one(repo, zoo: Zoo, summary: CrawlSummary) -> None:
     path = record_path(zoo, repo.model)
-    previous = json.loads(path.read_text()) if path.is_file() else None
+    previous = _read_crawl_record(path) if path.is_file() else None
     try:
         repo.load_meta()
         if (previous and previous.get("status") == "ok" and previous.get("sha") == repo.sha

@@ -74,9 +74,10 @@ def crawl(
     json_out: bool = JsonOption,
 ):
     """Add or refresh text-to-image pipelines: configs and cards only, never weights or code."""
-    from hubselect.crawlers.crawl import crawl as run_crawl
+    from hubselect.crawlers.crawl import check_targets, crawl as run_crawl
     from hubselect.zoo import Zoo
 
+    check_targets(repos or [])           # bad input never creates a zoo
     target = Zoo.open(zoo, create=True)
     summary = run_crawl(repos or None, target, limit=limit, include_pinned=pinned, refit_features=refit_features,
                         progress=_progress_bar("crawl", "repo"))

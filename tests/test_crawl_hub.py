@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -252,3 +253,26 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, args, needle):
     assert res.returncode == 2
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1 and needle in lines[0] and "Traceback" not in res.stderr
+
+
+def test_crawl_checks_its_arguments_and_files_before_writing(tmp_path):
+    new = tmp_path / "new-zoo"
+    res = cli_helpers.run_cli("crawl", "not a repo!", "--zoo", str(new))
+    assert res.returncode == 2 and len(res.stderr.strip().splitlines()) == 1 and not new.exists()
+    # a local pipeline folder whose model_index.json is not UTF-8 is skipped with the reason, no traceback
+    folder = tmp_path / "pipe"
+    folder.mkdir()
+    (folder / "model_index.json").write_bytes(b"\xff\xfe\x00{}")
+    res = cli_helpers.run_cli("crawl", str(folder), "--zoo", str(tmp_path / "zoo"), "--json")
+    assert res.returncode == 0 and "Traceback" not in res.stderr
+    assert "not_utf8: model_index.json" in json.dumps(json.loads(res.stdout))
+    # a truncated crawl record in the zoo is one line naming it, and nothing is written
+    zoo = tmp_path / "copy"
+    shutil.copytree(Path(__file__).resolve().parents[1] / "zoo_cache", zoo)
+    record = sorted((zoo / "crawl").glob("*.json"))[0]
+    record.write_bytes(record.read_bytes()[:200])
+    before = {p: p.read_bytes() for p in zoo.rglob("*") if p.is_file()}
+    res = cli_helpers.run_cli("crawl", str(folder), "--zoo", str(zoo))
+    lines = res.stderr.strip().splitlines()
+    assert res.returncode == 2 and len(lines) == 1 and record.name in lines[0]
+    assert {p: p.read_bytes() for p in zoo.rglob("*") if p.is_file()} == before
