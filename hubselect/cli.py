@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import sys
 from pathlib import Path
 from typing import Optional
@@ -35,6 +36,22 @@ ZooOption = typer.Option(None, "--zoo", help="Zoo directory (default: $HUBSELECT
                                               "commands that write never write the shipped zoo).",
                          file_okay=False)
 JsonOption = typer.Option(False, "--json", help="Print machine-readable JSON on stdout.")
+
+
+def _finite(obj):
+    """``obj`` with every NaN or infinite float replaced by None: strict JSON parsers reject them."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj
+
+
+def _echo_json(obj) -> None:
+    """What ``--json`` prints: strict JSON (no NaN, no Infinity), indented."""
+    typer.echo(json.dumps(_finite(obj), indent=2, allow_nan=False, default=str))
 
 
 def _progress_bar(desc: str, unit: str):
@@ -82,7 +99,7 @@ def crawl(
     summary = run_crawl(repos or None, target, limit=limit, include_pinned=pinned, refit_features=refit_features,
                         progress=_progress_bar("crawl", "repo"))
     if json_out:
-        typer.echo(json.dumps({"zoo": str(target.path), **summary.to_dict()}, indent=2))
+        _echo_json({"zoo": str(target.path), **summary.to_dict()})
         return
     for model, reason in summary.skipped.items():
         typer.echo(f"skipped {model}: {reason}", err=True)
@@ -143,7 +160,7 @@ def rank(
         out = ranking.to_dict()
         if download is not None:
             out["download"] = downloaded if failure is None else {"error": failure}
-        typer.echo(json.dumps(out, indent=2, allow_nan=False))
+        _echo_json(out)
     elif downloaded is not None:
         typer.echo(f"downloaded {downloaded['model']} to {downloaded['path']} ({len(downloaded['files'])} files)")
     if failure is not None:
@@ -217,7 +234,7 @@ def evaluate(
         from hubselect.evaluate import write_report
         write_report(result, plots, zoo_dir=zoo)
     if json_out:
-        typer.echo(json.dumps(result.to_dict(), indent=2))
+        _echo_json(result.to_dict())
         return
     direction = "higher is better" if result.higher_is_better else "lower is better"
     typer.echo(markdown_table(result.summary, f"Leave-one-dataset-out over {len(result.datasets)} datasets "
@@ -268,7 +285,7 @@ def sync(
                    trust_everyone=trust_everyone,
                    progress=_progress_bar("sync", "file"))   # no --zoo: the user's zoo, never the shipped one
     if json_out:
-        typer.echo(json.dumps(summary, indent=2, allow_nan=False))
+        _echo_json(summary)
         return
     at = f"{summary['repo']}@{summary['revision'][:12]}"
     if summary["up_to_date"]:
@@ -342,7 +359,7 @@ def finetune(
                        progress=lambda done, total, loss: bar(done, total, f"loss {loss:.4f}"),
                        sample_progress=lambda when, done, total: sampling[when](done, total, None))
     if json_out:
-        typer.echo(json.dumps(out, indent=2))
+        _echo_json(out)
         return
     rec = out["record"]
     typer.echo(f"{rec['model']} on {rec['dataset']}: {rec['metric']} {rec['initial_score']:.4f} -> "
@@ -423,7 +440,7 @@ def sweep(
                           progress=_progress_bar("sweep", "run" if backend == "local" else "job"),
                           wait_progress=_progress_bar("wait", "job"))
     if json_out:
-        typer.echo(json.dumps({"suggest": suggested, **report} if suggested else report, indent=2))
+        _echo_json({"suggest": suggested, **report} if suggested else report)
     else:
         if suggested:
             _print_suggestions(suggested, False)
@@ -434,7 +451,7 @@ def sweep(
 
 def _print_suggestions(result: dict, json_out: bool) -> None:
     if json_out:
-        typer.echo(json.dumps(result, indent=2))
+        _echo_json(result)
         return
     for note in result["notes"]:
         typer.echo(f"note: {note}", err=True)
@@ -496,7 +513,7 @@ def zoo_list(zoo: Optional[Path] = ZooOption, json_out: bool = JsonOption):
 
     rows = list_models(Zoo.open(zoo))
     if json_out:
-        typer.echo(json.dumps(rows, indent=2))
+        _echo_json(rows)
         return
     from rich.console import Console
     from rich.table import Table
@@ -543,8 +560,8 @@ def profile(
         zoo_dir = default_zoo_dir(write=True)
     written = add_profile_staged(zoo_dir, result)      # profile, datasets row, distances: all or nothing
     if json_out:
-        typer.echo(json.dumps({**result.summary(), "zoo": str(zoo_dir), "profile_path": written["profile"],
-                               "distances": written["distances"]}, indent=2))
+        _echo_json({**result.summary(), "zoo": str(zoo_dir), "profile_path": written["profile"],
+                    "distances": written["distances"]})
         return
     skipped = ", ".join(f"{k} {v}" for k, v in result.skipped.items())
     typer.echo(f"profiled {result.dataset} with {result.probe}: {result.n_samples} "
