@@ -20,6 +20,13 @@ float (``F``), palette (``P``, with or without transparency), grayscale (``L``, 
 RGBA; transparency is composited on white, EXIF orientation is applied. Unreadable, truncated and
 non-image files are skipped, and so are decompression bombs (more than :data:`MAX_PIXELS` pixels):
 the header is checked before any pixel is decoded.
+
+:meth:`DataSource.prepared` yields the same usable images, in the same order, each already passed
+through a probe's transform (RGB image -> tensor). For a folder, decoding and the transform run in
+``torch.utils.data.DataLoader`` worker processes when ``workers > 0``, while the caller runs the
+probe on the previous batch; the images, their order and the skip counts are those of
+:meth:`DataSource.sample`, and so are the tensors, bit for bit. A Hub stream is read, decoded and
+transformed in the calling process.
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ import io
 import json
 import os
 import re
+import time
 import warnings
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -46,6 +54,8 @@ MAX_PIXELS = 8192 * 8192
 SHUFFLE_BUFFER = 1000
 #: Remote image files fetched at once when a stream yields paths rather than bytes.
 FETCH_THREADS = 8
+#: Images a DataLoader worker decodes per task (:meth:`DataSource.prepared`).
+PREPARE_CHUNK = 8
 
 IMAGE_EXTENSIONS = frozenset({
     ".jpg", ".jpeg", ".jpe", ".jfif", ".pjpeg", ".pjp", ".png", ".apng", ".webp", ".bmp", ".dib", ".gif",
@@ -173,6 +183,19 @@ class Sample:
 
 
 @dataclass
+class Prepared:
+    """One usable image after a probe's transform: its key, the transformed tensor, its caption."""
+
+    key: str
+    pixels: object                   # torch.Tensor
+    caption: str | None
+
+
+def _caption(value) -> str | None:
+    return value.strip() if isinstance(value, str) and value.strip() else None
+
+
+@dataclass
 class SampleSet:
     """Samples held in memory, with where they came from (see :func:`load_samples`)."""
 
@@ -214,11 +237,12 @@ class DataSource:
     def _fill(self, batch: list[Record]) -> None:
         """Fetch the bytes of records that only carry a path (overridden by the Hub source)."""
 
-    def sample(self, n: int, seed: int = 0, modality: str = "image") -> Iterator[Sample]:
+    def sample(self, n: int, seed: int = 0, modality: str = "image", timings: dict | None = None) -> Iterator[Sample]:
         """Up to ``n`` usable items in a seeded random order; unusable ones are counted in ``skipped``.
 
         ``modality="image"`` decodes images (captions come along when there are any);
-        ``modality="text"`` wants captions only and never decodes an image.
+        ``modality="text"`` wants captions only and never decodes an image. ``timings``, when given,
+        gains ``decode``: the seconds spent decoding images.
         """
         if modality not in ("image", "text"):
             raise ValueError(f"modality must be 'image' or 'text', not {modality!r}")
@@ -227,11 +251,48 @@ class DataSource:
             return
         stream = self.records(seed)
         try:
-            yield from self._usable(stream, n, modality)
+            yield from self._usable(stream, n, modality, timings)
         finally:
             stream.close()      # stop the underlying reader now (a Hub stream winds its threads down)
 
-    def _usable(self, stream: Iterator[Record], n: int, modality: str) -> Iterator[Sample]:
+    def prepared(self, n: int, transform, seed: int = 0, workers: int = 0, prefetch: int | None = None,
+                 timings: dict | None = None) -> Iterator[Prepared]:
+        """The images of :meth:`sample` (same ones, same order, same ``skipped``), each through ``transform``.
+
+        ``transform`` maps an RGB image to a tensor (a probe's :meth:`~hubselect.probes.Probe.transform`).
+        ``workers`` and ``prefetch`` (images kept ready ahead of the caller) apply to folders; this
+        generic version reads, decodes and transforms in the calling process. ``timings``, when given,
+        is filled with seconds: ``read`` (listing, streaming, fetching), ``decode``, ``transform``
+        and ``wait`` (time the caller spent waiting for images: all of the above here).
+        """
+        t = timings if timings is not None else {}
+        for key in ("read", "decode", "transform", "wait"):
+            t.setdefault(key, 0.0)
+        t.setdefault("workers", 0)
+        inner: dict = {"decode": 0.0}
+        samples = self.sample(n, seed=seed, modality="image", timings=inner)
+        try:
+            while True:
+                start = time.perf_counter()
+                decoded = inner["decode"]
+                sample = next(samples, None)
+                got = time.perf_counter()
+                decode = inner["decode"] - decoded
+                t["decode"] += decode
+                t["read"] += got - start - decode
+                if sample is None:
+                    t["wait"] += got - start
+                    break
+                pixels = transform(sample.image)
+                done = time.perf_counter()
+                t["transform"] += done - got
+                t["wait"] += done - start
+                yield Prepared(sample.key, pixels, sample.caption)
+        finally:
+            samples.close()
+
+    def _usable(self, stream: Iterator[Record], n: int, modality: str,
+                timings: dict | None = None) -> Iterator[Sample]:
         found = 0
         pending: list[Record] = []
         while found < n:
@@ -255,6 +316,7 @@ class DataSource:
                     yield Sample(rec.key, None, rec.caption.strip())
                     found += 1
                     continue
+                start = time.perf_counter()
                 try:
                     if rec.data is not None:
                         image = load_image(rec.data)
@@ -265,8 +327,10 @@ class DataSource:
                 except SkipImage as exc:
                     self.skipped[exc.reason] += 1
                     continue
-                caption = rec.caption.strip() if isinstance(rec.caption, str) and rec.caption.strip() else None
-                yield Sample(rec.key, image, caption)
+                finally:
+                    if timings is not None:
+                        timings["decode"] = timings.get("decode", 0.0) + time.perf_counter() - start
+                yield Sample(rec.key, image, _caption(rec.caption))
                 found += 1
             pending = []
             if record is None:
@@ -416,11 +480,122 @@ class FolderSource(DataSource):
                    image_column="file_name", caption_column=chosen, size=len(files), root=root, files=files,
                    captions=captions)
 
+    def order(self, seed: int) -> np.ndarray:
+        """The seeded reading order: a permutation of ``files``."""
+        return np.random.default_rng(seed).permutation(len(self.files))
+
     def records(self, seed: int) -> Iterator[Record]:
-        order = np.random.default_rng(seed).permutation(len(self.files))
-        for i in order:
+        for i in self.order(seed):
             rel = self.files[int(i)]
             yield Record(key=rel, path=str(self.root / rel), caption=self.captions.get(rel))
+
+    def prepared(self, n: int, transform, seed: int = 0, workers: int = 0, prefetch: int | None = None,
+                 timings: dict | None = None) -> Iterator[Prepared]:
+        """As :meth:`DataSource.prepared`; with ``workers > 0``, DataLoader worker processes decode and
+        transform the images (:data:`PREPARE_CHUNK` per task, about ``prefetch`` images ahead) while the
+        caller works. ``timings["decode"]`` and ``["transform"]`` are CPU seconds, summed over the
+        workers; ``read`` is 0 (listing the folder is part of opening it).
+        """
+        t = timings if timings is not None else {}
+        for key in ("read", "decode", "transform", "wait"):
+            t.setdefault(key, 0.0)
+        self.skipped = Counter()
+        items = _FolderItems(self.root, self.files, self.order(seed), self.captions, transform)
+        workers = max(0, int(workers))
+        if n <= 0 or len(items) <= PREPARE_CHUNK:
+            workers = 0                  # nothing to overlap: starting a process costs more
+        t["workers"] = workers
+        if workers == 0:
+            chunks = ([items[i] for i in range(k, min(k + PREPARE_CHUNK, len(items)))]
+                      for k in range(0, len(items), PREPARE_CHUNK))
+            chunks = (_stack_chunk(c) for c in chunks)
+            loader = None
+        else:
+            from torch.utils.data import DataLoader
+
+            ahead = prefetch if prefetch is not None else 2 * PREPARE_CHUNK * workers
+            loader = DataLoader(items, batch_size=PREPARE_CHUNK, shuffle=False, num_workers=workers,
+                                collate_fn=_stack_chunk, worker_init_fn=_worker_init,
+                                prefetch_factor=max(2, -(-ahead // (PREPARE_CHUNK * workers))))
+            chunks = iter(loader)
+        found = 0
+        try:
+            while found < n:
+                start = time.perf_counter()
+                chunk = next(chunks, None)
+                t["wait"] += time.perf_counter() - start
+                if chunk is None:
+                    break
+                meta, stacked = chunk
+                row = 0
+                for key, reason, caption, decode_s, transform_s in meta:
+                    if found >= n:
+                        break
+                    t["decode"] += decode_s
+                    t["transform"] += transform_s
+                    if reason is not None:
+                        self.skipped[reason] += 1
+                        continue
+                    pixels = stacked[row]
+                    row += 1
+                    found += 1
+                    yield Prepared(key, pixels, caption)
+        finally:
+            del chunks           # a DataLoader's iterator shuts its workers down when released
+            del loader
+
+
+class _FolderItems:
+    """Item ``i`` of a folder's seeded order, decoded and transformed (a map-style dataset, as
+    ``torch.utils.data.DataLoader`` takes it). Returns ``(key, pixels, skip_reason, caption,
+    decode_seconds, transform_seconds)``; ``pixels`` is None for an unusable file."""
+
+    def __init__(self, root: Path, files: list[str], order: np.ndarray, captions: dict[str, str], transform):
+        self.root, self.files, self.order, self.captions, self.transform = root, files, order, captions, transform
+
+    def __len__(self) -> int:
+        return len(self.order)
+
+    def __getitem__(self, i: int):
+        # CPU time of this thread: a worker may wait for a core (it runs at a lower priority), and
+        # that wait is not decoding.
+        rel = self.files[int(self.order[i])]
+        start = time.thread_time()
+        try:
+            image = load_image(str(self.root / rel))
+        except SkipImage as exc:
+            return rel, None, exc.reason, None, time.thread_time() - start, 0.0
+        decoded = time.thread_time()
+        pixels = self.transform(image)
+        return rel, pixels, None, _caption(self.captions.get(rel)), decoded - start, time.thread_time() - decoded
+
+
+#: Scheduling priority of the decoding workers (os.nice increment; 0 keeps the caller's).
+WORKER_NICE = int(os.environ.get("HUBSELECT_WORKER_NICE", "10"))
+
+
+def _worker_init(worker_id: int) -> None:
+    """Decoding workers yield the CPU to the probe's threads: they fill the cores' idle moments.
+
+    The forward pass runs on every core with OpenMP threads that wait for each other at every
+    operation; a decoding process that takes a core from one of them at full priority stalls all
+    of them, which costs more than the decoding saves.
+    """
+    if WORKER_NICE:
+        try:
+            os.nice(WORKER_NICE)
+        except OSError:  # pragma: no cover - not permitted: keep the priority
+            pass
+
+
+def _stack_chunk(items: list) -> tuple[list, object]:
+    """A chunk of :class:`_FolderItems` results: their metadata, and the usable tensors stacked into one
+    (a worker hands one shared-memory block to the main process, not one per image)."""
+    import torch
+
+    tensors = [it[1] for it in items if it[1] is not None]
+    meta = [(key, reason, caption, d, tr) for key, _, reason, caption, d, tr in items]
+    return meta, (torch.stack(tensors) if tensors else None)
 
 
 # ------------------------------------------------------------------------------------------------

@@ -2,10 +2,13 @@
 
 ``profile_dataset`` draws up to ``n`` usable images (or captions, for a text probe) from a Hub
 dataset or a local folder (:mod:`hubselect.images`), embeds them in batches with a probe
-(:mod:`hubselect.probes`) and accumulates the statistics as it goes, so that no more than one batch
-is held in memory. Accumulation is in float64 with Chan et al.'s pairwise update of the mean and
-the centred scatter matrix (never ``E[xx^T] - mu mu^T``, which loses precision when the mean is
-large next to the spread). The covariance is the unbiased one (divided by ``n - 1``), as in FID.
+(:mod:`hubselect.probes`) and accumulates the statistics as it goes, so that no more than a few
+batches are held in memory. The images of a folder are decoded and transformed in DataLoader worker
+processes (:func:`default_workers`) while the probe runs on the previous batch; the images, their
+order, the batches and so the profile are the same, bit for bit, with any number of workers.
+Accumulation is in float64 with Chan et al.'s pairwise update of the mean and the centred scatter
+matrix (never ``E[xx^T] - mu mu^T``, which loses precision when the mean is large next to the
+spread). The covariance is the unbiased one (divided by ``n - 1``), as in FID.
 
 A zoo keeps one file per dataset and probe, ``profiles/<probe>/<dataset-slug>.safetensors``: the
 tensors ``mean`` (d) and ``cov`` (d x d), float64, and the rest (dataset, sample count, revision,
@@ -22,7 +25,9 @@ source, skipped items...) as strings in the safetensors header. No pickle anywhe
 from __future__ import annotations
 
 import json
+import os
 import re
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -188,26 +193,68 @@ def _sorted_header(data: bytes) -> bytes:
 
 # -- computing a profile ---------------------------------------------------------------------------
 
+def default_workers() -> int:
+    """DataLoader workers that decode a folder's images while the probe runs: one per usable CPU core
+    beyond the first, at most 2 (``HUBSELECT_PROFILE_WORKERS`` overrides; 0 decodes in the process).
+
+    The probe's forward pass already uses every core (torch's intra-op threads), so workers run at
+    a lower priority (:data:`hubselect.images.WORKER_NICE`) and decode in the cores' idle moments.
+    Measured on 2 CPU cores (``benchmarks/profile_bench.py``, see the README's "Dataset profiles"):
+    one worker takes efficientnet from 68 to 39 ms per image and leaves clip as it was (48 / 47 ms);
+    a second worker adds nothing there.
+    """
+    value = os.environ.get("HUBSELECT_PROFILE_WORKERS", "").strip()
+    if value:
+        try:
+            return max(0, int(value))
+        except ValueError:
+            raise UserError(f"HUBSELECT_PROFILE_WORKERS must be a whole number, not {value!r}") from None
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        cores = os.cpu_count() or 1
+    return max(0, min(2, cores - 1))
+
+
 def profile_dataset(source: str, probe: str = "clip", n: int = DEFAULT_N, image_column: str | None = None,
                     caption_column: str | None = None, split: str | None = None, name: str | None = None,
-                    seed: int = 0, progress: Progress | None = None, device: str | None = None) -> Profile:
+                    seed: int = 0, progress: Progress | None = None, device: str | None = None,
+                    workers: int | None = None, batch_size: int | None = None,
+                    timings: dict | None = None) -> Profile:
     """Profile a Hub dataset ID or a local image folder with a probe (nothing is written).
 
-    ``progress(done, total, item)`` is called as items are embedded. Raises :class:`UserError` for
-    an unknown probe, an unusable source, or fewer than two usable items.
+    ``progress(done, total, item)`` is called as items are embedded. ``workers``: DataLoader worker
+    processes that decode a folder's images (default :func:`default_workers`); ``batch_size``: images
+    per forward pass (default: the probe's, chosen by measurement). The number of workers never
+    changes the result; the batch size changes it only by float32 round-off (~1e-6 relative).
+    ``timings``, when given, is filled with seconds per phase: ``list`` (open the folder or the Hub
+    dataset), ``load_probe``, ``read``, ``decode``, ``transform`` (summed over the workers when
+    there are any), ``wait`` (the main process waiting for images), ``forward``, ``moments``, and
+    ``total``, plus ``images``, ``workers`` and ``batch_size``. Raises :class:`UserError` for an
+    unknown probe, an unusable source, or fewer than two usable items.
     """
     from hubselect.images import open_source
     from hubselect.probes import get_probe, probe_class
 
+    clock = time.perf_counter()
+    t = timings if timings is not None else {}
     if n < 2:
         raise UserError("--n must be at least 2 (a covariance needs two samples)")
     if name is not None and not name.strip():
         raise UserError("--name must not be empty")
+    if batch_size is not None and batch_size < 1:
+        raise UserError("the batch size must be at least 1")
     cls = probe_class(probe)                     # an unknown probe fails before any data is read
     text = cls.modality == "text"
     src = open_source(source, image_column=image_column, caption_column=caption_column, split=split,
                       need_images=not text, need_captions=text)
+    t["list"] = time.perf_counter() - clock
+    start = time.perf_counter()
     model = get_probe(probe, device=device)
+    t["load_probe"] = time.perf_counter() - start
+    size = batch_size or model.batch_size
+    t["batch_size"] = size
+    t["forward"] = t["moments"] = 0.0
     total = n if src.size is None else min(n, src.size)
     moments = RunningMoments(model.dim)
     batch: list = []
@@ -216,17 +263,36 @@ def profile_dataset(source: str, probe: str = "clip", n: int = DEFAULT_N, image_
     def flush() -> None:
         nonlocal done, batch
         if batch:
-            moments.update(model.embed(batch))
+            start = time.perf_counter()
+            if text:
+                embeddings = model.embed(batch)
+            else:
+                import torch
+                embeddings = model.forward(torch.stack(batch))
+            middle = time.perf_counter()
+            moments.update(embeddings)
+            t["forward"] += middle - start
+            t["moments"] += time.perf_counter() - middle
             done += len(batch)
             batch = []
             if progress is not None:
                 progress(min(done, total), total, None)
 
-    for sample in src.sample(n, seed=seed, modality=cls.modality):
-        batch.append(sample.caption if text else sample.image)
-        if len(batch) >= model.batch_size:
-            flush()
+    if text:
+        for sample in src.sample(n, seed=seed, modality="text"):
+            batch.append(sample.caption)
+            if len(batch) >= size:
+                flush()
+    else:
+        for item in src.prepared(n, model.transform(), seed=seed,
+                                 workers=default_workers() if workers is None else workers,
+                                 prefetch=2 * size, timings=t):
+            batch.append(item.pixels)
+            if len(batch) >= size:
+                flush()
     flush()
+    t["images"] = done
+    t["total"] = time.perf_counter() - clock
     if progress is not None and done < total:
         progress(total, total, None)             # closes the bar when the source ran dry early
     skipped = {k: int(v) for k, v in sorted(src.skipped.items())}

@@ -194,6 +194,43 @@ def test_folder_sampling_is_seeded():
     assert sorted(s.key for s in src.sample(1000, seed=3)) == sorted(src.files)   # n > size: all of them
 
 
+class _Size:
+    """A picklable transform: the image's size as a tensor (what a probe's transform returns: a tensor)."""
+
+    def __call__(self, im):
+        import torch
+        return torch.tensor([im.size[0], im.size[1], int(np.asarray(im).sum())])
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+@pytest.mark.parametrize("n", [3, 9, 100])
+def test_prepared_yields_the_sampled_images_in_order_with_or_without_workers(tmp_path, workers, n):
+    """prepared() = sample() then the transform: same keys, same order, same skip counts, same tensors."""
+    import torch
+    rng = np.random.default_rng(0)
+    files = {f"{i:02d}.png": _encode(Image.fromarray(rng.integers(0, 255, (5 + i, 7, 3), dtype=np.uint8)), "PNG")
+             for i in range(12)}
+    folder = write(tmp_path / "ds", {**files, **bad_files()})
+    src = open_source(folder)
+    want = list(src.sample(n, seed=4))
+    want_skipped = dict(src.skipped)
+    timings = {}
+    got = list(src.prepared(n, _Size(), seed=4, workers=workers, timings=timings))
+    assert [g.key for g in got] == [w.key for w in want] and dict(src.skipped) == want_skipped
+    for g, w in zip(got, want):
+        assert torch.equal(g.pixels, _Size()(w.image))
+    assert timings["workers"] == workers and timings["decode"] > 0 and timings["wait"] > 0
+
+
+def test_prepared_from_a_hub_stream_matches_sample(hub, hub_root):
+    make_repo(hub_root, "org/imgfolder-prepared", imagefolder_repo(6), repo_type="dataset")
+    src = open_source("org/imgfolder-prepared")
+    want = [(s.key, s.caption) for s in src.sample(4, seed=2)]
+    timings = {}
+    got = list(src.prepared(4, _Size(), seed=2, workers=2, timings=timings))
+    assert [(g.key, g.caption) for g in got] == want and timings["workers"] == 0 and timings["read"] > 0
+
+
 def test_text_modality_reads_captions_only(tmp_path):
     folder = write(tmp_path / "ds", {"a.jpg": b"not decoded for captions", "b.png": b"",
                                      "metadata.jsonl": json.dumps({"file_name": "a.jpg", "caption": "hello"}) + "\n"})

@@ -179,6 +179,49 @@ def test_progress_is_reported(tmp_path):
     assert calls[-1] == (5, 5)
 
 
+def test_profile_is_the_same_with_and_without_dataloader_workers(tmp_path):
+    """Workers only decode: same images, same order, same batches, so the same profile bit for bit."""
+    import shutil
+    folder = tmp_path / "mixed"
+    shutil.copytree(PHOTOS, folder)
+    (folder / "broken.jpg").write_bytes(b"\xff\xd8\xff not really a jpeg")
+    runs = {}
+    for workers in (0, 1, 2):
+        timings = {}
+        runs[workers] = (profile_dataset(str(folder), probe="efficientnet", n=20, seed=3, workers=workers,
+                                         batch_size=6, timings=timings), timings)
+    base, t0 = runs[0]
+    assert base.n_samples == 20
+    for workers in (1, 2):
+        got, t = runs[workers]
+        assert np.array_equal(got.mean, base.mean) and np.array_equal(got.covariance, base.covariance)
+        assert got.skipped == base.skipped and got.n_samples == base.n_samples
+        assert t["workers"] == workers and t["batch_size"] == 6 and t["images"] == 20
+    for key in ("list", "load_probe", "decode", "transform", "wait", "forward", "moments", "total"):
+        assert t0[key] >= 0.0
+    assert t0["total"] >= t0["forward"] + t0["wait"]
+
+
+def test_batch_size_changes_the_profile_only_by_round_off():
+    a = profile_dataset(PHOTOS, probe="efficientnet", n=12, batch_size=12, workers=0)
+    b = profile_dataset(PHOTOS, probe="efficientnet", n=12, batch_size=5, workers=0)
+    np.testing.assert_allclose(a.mean, b.mean, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(a.covariance, b.covariance, rtol=1e-3, atol=1e-5)
+    with pytest.raises(UserError, match="batch size"):
+        profile_dataset(PHOTOS, probe="efficientnet", n=4, batch_size=0)
+
+
+def test_default_workers_follow_the_environment(monkeypatch):
+    from hubselect.profiles import default_workers
+    monkeypatch.setenv("HUBSELECT_PROFILE_WORKERS", "0")
+    assert default_workers() == 0
+    monkeypatch.setenv("HUBSELECT_PROFILE_WORKERS", "many")
+    with pytest.raises(UserError, match="HUBSELECT_PROFILE_WORKERS"):
+        default_workers()
+    monkeypatch.delenv("HUBSELECT_PROFILE_WORKERS")
+    assert 0 <= default_workers() <= 2
+
+
 # -- the zoo -------------------------------------------------------------------------------------------
 
 def test_slugs():
