@@ -12,10 +12,14 @@ its square root, and that is what the zoo's ``dataset_distances.distance`` colum
 
 How it is computed
 ------------------
-Each covariance is factored once, sigma = F Fᵀ, from a symmetric eigendecomposition: eigenvalues
-below round-off (``<= d * eps * lambda_max``, the ``numpy.linalg.matrix_rank`` tolerance) are
-dropped and negative ones never survive, so a covariance of n < d samples gets a d × (n-1) factor;
-a full-rank factor is made lower triangular by a QR step. The eigenvalues of sigma1 sigma2 are
+Each covariance is factored once, sigma = F Fᵀ, by LAPACK's pivoted Cholesky (``?pstrf``), which
+stops at the first pivot below round-off (``d * eps * max diag``), so a covariance of n < d samples
+gets a d × (n-1) factor, and a full-rank one its lower triangular Cholesky factor. It costs about
+d r² / 3 flops (0.1 s for d = 1280, r = 999 on one core, where an eigendecomposition takes 1-2 s).
+Where sigma - F Fᵀ is not within round-off (an indefinite matrix, negative round-off eigenvalues
+above the tolerance), a symmetric eigendecomposition decides instead: eigenvalues below
+``d * eps * lambda_max`` (the ``numpy.linalg.matrix_rank`` tolerance) are dropped, negative ones
+never survive, and a full-rank factor is made lower triangular by a QR step. The eigenvalues of sigma1 sigma2 are
 those of (F2ᵀ F1)ᵀ (F2ᵀ F1), so
 
     tr((sigma1 sigma2)^{1/2}) = ||F2ᵀ F1||_*  (nuclear norm) = sum sqrt(eig(G)),  G = WᵀW, W = F2ᵀ F1,
@@ -149,9 +153,56 @@ class _Factor:
         self.triangular = triangular
 
 
+#: A pivoted Cholesky factor is kept when every entry of sigma - F Fᵀ is within this many times its
+#: stopping tolerance (d * eps * max diag); otherwise the eigendecomposition decides.
+CHOLESKY_RESIDUAL = 64.0
+
+
 def _factor(sigma: np.ndarray, dtype: np.dtype, name: str = "sigma") -> _Factor:
-    d = sigma.shape[0]
     s = 0.5 * (sigma + sigma.T)
+    f = _factor_cholesky(s, dtype)
+    return f if f is not None else _factor_eigh(s, dtype, name)
+
+
+def _factor_cholesky(s: np.ndarray, dtype: np.dtype) -> _Factor | None:
+    """sigma = F Fᵀ by LAPACK's pivoted Cholesky (``?pstrf``: about d r² / 3 flops, where a symmetric
+    eigendecomposition costs about 9 d³), or None when sigma is not clearly positive semidefinite.
+
+    ``?pstrf`` stops at the first pivot below ``d * eps * max(diag)`` (the rank r), so a covariance of
+    n < d samples gets a d x (n - 1) factor, as from the eigendecomposition. The factor is only kept
+    if sigma - F Fᵀ is within :data:`CHOLESKY_RESIDUAL` times that tolerance: an indefinite matrix,
+    or one whose negative round-off eigenvalues are above it, goes to :func:`_factor_eigh`, which
+    clips them (or refuses the matrix). A full-rank sigma gets its (unpivoted) lower triangular
+    Cholesky factor.
+    """
+    try:
+        from scipy.linalg import lapack
+    except ImportError:  # pragma: no cover
+        return None
+    d = s.shape[0]
+    diag = np.diag(s)
+    top = float(diag.max()) if d else 0.0
+    if not top > 0.0 or float(diag.min()) < 0.0:
+        return None
+    tol = d * np.finfo(np.float64).eps * top
+    c, piv, rank, info = lapack.dpstrf(s, lower=1, tol=tol)
+    if info < 0 or rank < 1:
+        return None
+    f = np.zeros((d, rank))
+    f[piv - 1] = np.tril(c[:, :rank])
+    if float(np.abs(s - f @ f.T).max()) > CHOLESKY_RESIDUAL * tol:
+        return None
+    if rank == d:
+        try:
+            f = np.linalg.cholesky(s)
+        except np.linalg.LinAlgError:   # pragma: no cover - the pivoted factor serves (no TRMM)
+            return _Factor(np.asfortranarray(f, dtype=dtype), float(np.einsum("ij,ij->", f, f)), False)
+        return _Factor(np.asfortranarray(f, dtype=dtype), float(np.einsum("ij,ij->", f, f)), True)
+    return _Factor(np.asfortranarray(f, dtype=dtype), float(np.einsum("ij,ij->", f, f)), False)
+
+
+def _factor_eigh(s: np.ndarray, dtype: np.dtype, name: str = "sigma") -> _Factor:
+    d = s.shape[0]
     w, u = np.linalg.eigh(s)
     wmax_abs = float(np.abs(w).max()) if w.size else 0.0
     if w[0] < -NEG_EIG_RTOL * wmax_abs:
