@@ -1,7 +1,8 @@
 """Time the main job on a new dataset: `hubselect rank FOLDER` of 1000 real images, phase by phase.
 
-    python benchmarks/profile_bench.py [--n 1000] [--probes clip,efficientnet] [--sweep-n 384]
-                                       [--batch-sizes 8,16,32,64,128] [--workers 0,1,2] [--no-sweep]
+    python benchmarks/profile_bench.py [--n 1000] [--probes clip,efficientnet] [--repeat 2]
+                                       [--sweep-n 256] [--rounds 3] [--batch-sizes 8,16,32,64,128]
+                                       [--workers 0,1,2,1@0] [--folder DIR] [--no-sweep] [--keep]
 
 What it builds, in a temporary folder (removed at the end; ``--keep`` keeps it):
 
@@ -12,19 +13,21 @@ What it builds, in a temporary folder (removed at the end; ``--keep`` keeps it):
   384, 512, 768 or 1024 pixels (a fifth each), saved as JPEG (quality 90; 80 %) and PNG (20 %);
 * **an image zoo per probe**, as ``tests/test_rank_images.py`` builds one: the example photos and
   drawings dealt into 3 + 3 folders and profiled for real, planted fine-tuning records of four
-  models on them, plus ``--synthetic`` (default 10) datasets with full-rank profiles (covariances
-  of rank 999, as a profile of 1000 images has) and records, so that the distance phase costs what
-  it costs on a zoo of real profiles;
+  models on them, plus ``--synthetic`` (default 10) datasets with synthetic profiles whose
+  covariances have rank 999, as a profile of 1000 images has (full rank for clip's 512 dimensions),
+  and records, so that the distance phase costs what it costs on a zoo of real profiles;
 * **the clip probe with random weights**: open_clip ViT-B-32 built with random weights and saved
-  where the probe looks for its Hub weights (a temporary ``HF_HOME``), since the published weights
-  cannot be downloaded here; same architecture, same cost. efficientnet uses its real weights.
+  where the probe looks for its Hub weights (a temporary ``HF_HOME``), so that the benchmark needs
+  no Hub; same architecture, same cost. efficientnet uses its real weights.
 
 Then, per probe, one fresh process runs exactly ``hubselect rank FOLDER --zoo ZOO --json`` (after one
 rank of a small folder, so that the selector's per-zoo choice is cached as on any later rank) with
 light timing wrappers around the profiling path, the distances and the predictor; the table shows
-the phases side by side. Then the sweeps, in this process: images per forward pass (batch size)
-and DataLoader workers, on ``--sweep-n`` images (default 384). Every line says the load average,
-since other processes on the same cores slow everything down. A measurement run by hand, not a test.
+the phases side by side (the fastest of ``--repeat`` runs). Then the sweeps, in this process: images
+per forward pass (batch size) and DataLoader workers (and their nice level), ``--sweep-n`` images
+(default 256) per measurement, ``--rounds`` rounds with the configurations interleaved, best and
+median. Every line says the load average, since other processes on the same cores slow everything
+down. A measurement run by hand, not a test.
 """
 
 from __future__ import annotations
@@ -119,7 +122,7 @@ def install_random_clip(hf_home: Path) -> Path:
 # -- the zoo ----------------------------------------------------------------------------------------
 
 def build_zoo(root: Path, probe: str, synthetic: int, seed: int = 0) -> tuple[Path, Path]:
-    """A zoo with real small profiles, full-rank synthetic ones and planted records; and a small new folder."""
+    """A zoo with real small profiles, rank-999 synthetic ones and planted records; and a small new folder."""
     import numpy as np
     import pandas as pd
 
@@ -293,7 +296,8 @@ def print_sweep(title: str, results: dict) -> None:
     for (w, b, nice), runs in results.items():
         best = min(runs, key=lambda r: r["ms"])
         loads = [r["load"] for r in runs]
-        print(f"{w:>8}{b:>7}{nice if w else '-':>6}  {best['ms']:>12.1f}{statistics.median(r['ms'] for r in runs):>8.1f}  "
+        median = statistics.median(r["ms"] for r in runs)
+        print(f"{w:>8}{b:>7}{nice if w else '-':>6}  {best['ms']:>12.1f}{median:>8.1f}  "
               f"{best['forward_ms']:>8.1f}{best['wait_ms']:>7.1f}{best['cpu_ms']:>8.1f}  "
               f"{min(loads):>4.1f}-{max(loads):<4.1f}   " + " ".join(f"{r['ms']:.0f}" for r in runs))
 
@@ -308,7 +312,7 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--n", type=int, default=1000, help="images in the new dataset")
     p.add_argument("--probes", default="clip,efficientnet")
-    p.add_argument("--synthetic", type=int, default=10, help="full-rank synthetic datasets in each zoo")
+    p.add_argument("--synthetic", type=int, default=10, help="synthetic datasets (rank-999 profiles) in each zoo")
     p.add_argument("--sweep-n", type=int, default=256, help="images per sweep measurement")
     p.add_argument("--rounds", type=int, default=3, help="measurements of each sweep configuration")
     p.add_argument("--repeat", type=int, default=2, help="timed `hubselect rank` runs per probe")
