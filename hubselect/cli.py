@@ -36,6 +36,12 @@ ZooOption = typer.Option(None, "--zoo", help="Zoo directory (default: $HUBSELECT
                                               "commands that write never write the shipped zoo).",
                          file_okay=False)
 JsonOption = typer.Option(False, "--json", help="Print machine-readable JSON on stdout.")
+# The dataset-column options of every command that reads a dataset (rank, profile, finetune).
+ImageColumnOption = typer.Option(None, "--image-column",
+                                 help="Image column of a Hub dataset (default: the first image feature).")
+CaptionColumnOption = typer.Option(None, "--caption-column",
+                                   help="Caption column (default: text, caption, prompt, ... when present).")
+SplitOption = typer.Option(None, "--split", help="Split to use (default: train when present, else the first).")
 
 
 def _finite(obj):
@@ -130,13 +136,9 @@ def rank(
     download: Optional[Path] = typer.Option(None, "--download", file_okay=False,
                                             help="Download the top pipeline (safetensors, configs) into DIR."),
     n: int = typer.Option(1000, "--n", min=2, help="Images sampled to profile a new dataset."),
-    image_column: Optional[str] = typer.Option(None, "--image-column",
-                                               help="Image column of a Hub dataset (default: the first image "
-                                                    "feature)."),
-    caption_column: Optional[str] = typer.Option(None, "--caption-column",
-                                                 help="Caption column (default: text, caption, prompt, ... when "
-                                                      "present)."),
-    split: Optional[str] = typer.Option(None, "--split", help="Split to profile (default: train when present)."),
+    image_column: Optional[str] = ImageColumnOption,
+    caption_column: Optional[str] = CaptionColumnOption,
+    split: Optional[str] = SplitOption,
     seed: int = typer.Option(0, "--seed", help="Seed of the image sample and of the predictor."),
     json_out: bool = JsonOption,
 ):
@@ -337,9 +339,9 @@ def finetune(
     edges_repo: Optional[str] = typer.Option(None, "--edges-repo",
                                              help="Edge dataset repo (default: $HUBSELECT_EDGES_REPO or "
                                                   "hubselect/t2i-finetuning-records)."),
-    image_column: Optional[str] = typer.Option(None, "--image-column", help="Image column of a Hub dataset."),
-    caption_column: Optional[str] = typer.Option(None, "--caption-column", help="Caption column."),
-    split: Optional[str] = typer.Option(None, "--split", help="Split (default: train, else the first)."),
+    image_column: Optional[str] = ImageColumnOption,
+    caption_column: Optional[str] = CaptionColumnOption,
+    split: Optional[str] = SplitOption,
     json_out: bool = JsonOption,
 ):
     """LoRA fine-tune a pipeline on a dataset, score it (FID/KID/CMMD before and after), record the result."""
@@ -539,9 +541,9 @@ def profile(
                                        help="The dataset's name in the zoo "
                                             "(default: the Hub ID or the folder's name)."),
     n: int = typer.Option(1000, "--n", min=2, help="How many images (captions) to sample."),
-    image_column: Optional[str] = typer.Option(None, "--image-column", help="Image column of a Hub dataset."),
-    caption_column: Optional[str] = typer.Option(None, "--caption-column", help="Caption column."),
-    split: Optional[str] = typer.Option(None, "--split", help="Split (default: train, else the first)."),
+    image_column: Optional[str] = ImageColumnOption,
+    caption_column: Optional[str] = CaptionColumnOption,
+    split: Optional[str] = SplitOption,
     seed: int = typer.Option(0, "--seed", help="Sampling seed."),
     zoo: Optional[Path] = ZooOption,
     json_out: bool = JsonOption,
