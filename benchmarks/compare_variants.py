@@ -21,11 +21,12 @@ import pandas as pd
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from hubselect import metrics  # noqa: E402
-from hubselect.evaluate import NODE2VEC_PRESET, PAPER_PRESET, leave_one_dataset_out  # noqa: E402
-from hubselect.select import MatchAndChoose, ZooTables  # noqa: E402
-from hubselect.synthetic import make_synthetic_zoo  # noqa: E402
-from hubselect.zoo import Zoo  # noqa: E402
+from hubselect.evaluate import metrics
+from hubselect.evaluate.protocol import NODE2VEC_PRESET, PAPER_PRESET, leave_one_dataset_out  # noqa: E402
+from hubselect.rank.estimator import MatchAndChoose  # noqa: E402
+from hubselect.zoo.tables import ZooTables
+from hubselect.evaluate.synthetic import make_synthetic_zoo  # noqa: E402
+from hubselect.zoo.format import Zoo  # noqa: E402
 
 VARIANTS = {
     "paper": PAPER_PRESET,

@@ -21,10 +21,10 @@ import pandas as pd
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from hubselect import metrics  # noqa: E402
-from hubselect.evaluate import leave_one_dataset_out, main_methods, markdown_table  # noqa: E402
-from hubselect.select import ZooTables  # noqa: E402
-from hubselect.zoo import Zoo  # noqa: E402
+from hubselect.evaluate import metrics
+from hubselect.evaluate.protocol import leave_one_dataset_out, main_methods, markdown_table  # noqa: E402
+from hubselect.zoo.tables import ZooTables  # noqa: E402
+from hubselect.zoo.format import Zoo  # noqa: E402
 
 
 def main() -> int:
@@ -70,7 +70,7 @@ _ORDERS: dict = {}
 
 def _order_of(tables, per, method, dataset):
     """Re-rank one held-out dataset with one method to get its full order (cached)."""
-    from hubselect.evaluate import direct_order, overall_order
+    from hubselect.evaluate.protocol import direct_order, overall_order
     key = (method, dataset)
     if key not in _ORDERS:
         models = list(tables.models["model"])

@@ -31,7 +31,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from hubselect.distance import FrechetProfiles, frechet_distance_naive  # noqa: E402
+from hubselect.profile.distance import FrechetProfiles, frechet_distance_naive  # noqa: E402
 
 
 def make_profiles(n: int, dim: int, samples: int, seed: int) -> tuple[np.ndarray, list[np.ndarray]]:

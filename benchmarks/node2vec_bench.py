@@ -5,7 +5,7 @@
 
 Graphs look like the project's: ``--models`` models × ``--datasets`` datasets, each model with a result on ~80% of
 the datasets (random FIDs), one dataset without any model edge (the paper's step 4), and all dataset–dataset pairs,
-built with ``hubselect.graph.build_matching_graph``; every timed call gets a NEW graph object with new weights.
+built with ``hubselect.rank.graph.matching.build_matching_graph``; every timed call gets a NEW graph object with new weights.
 
 Cold figures come from fresh subprocesses (the first call of a process, compilation included): the fast
 implementation with an empty numba cache (``NUMBA_CACHE_DIR`` pointed at an empty folder: a true compile) and with
@@ -32,7 +32,7 @@ sys.path.insert(0, str(REPO))
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from hubselect.graph import build_matching_graph  # noqa: E402
+from hubselect.rank.graph.matching import build_matching_graph  # noqa: E402
 
 
 def make_graph(n_models: int, n_datasets: int, seed: int):
@@ -47,7 +47,7 @@ def make_graph(n_models: int, n_datasets: int, seed: int):
 
 
 def run_one(impl: str, graph, args) -> dict:
-    from hubselect import node2vec as nv
+    from hubselect.rank.graph import node2vec as nv
 
     kw = dict(dim=args.dim, num_walks=args.num_walks, walk_length=args.walk_length, p=1, q=1, extend=True, seed=0)
     timings: dict = {}
@@ -82,7 +82,7 @@ def cold(impl: str, args, empty_cache: bool) -> dict:
 
 def child_cold(impl: str, args) -> None:
     t0 = time.perf_counter()
-    from hubselect import node2vec as nv
+    from hubselect.rank.graph import node2vec as nv
     if impl == "pecanpy":
         nv.import_pecanpy()
     import gensim.models  # noqa: F401  (both use gensim in some form; keep its import out of the call)

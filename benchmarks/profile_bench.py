@@ -126,8 +126,8 @@ def build_zoo(root: Path, probe: str, synthetic: int, seed: int = 0) -> tuple[Pa
     import numpy as np
     import pandas as pd
 
-    from hubselect.profiles import Profile, add_profile_to_zoo, profile_dataset
-    from hubselect.zoo import Zoo
+    from hubselect.profile.profiles import Profile, add_profile_to_zoo, profile_dataset
+    from hubselect.zoo.format import Zoo
 
     zoo_dir = root / f"zoo-{probe}"
     zoo_dir.mkdir()
@@ -177,7 +177,8 @@ def build_zoo(root: Path, probe: str, synthetic: int, seed: int = 0) -> tuple[Pa
 def child(out: Path, argv: list[str]) -> None:
     """Run `hubselect ARGV` in this process with timing wrappers; write the phases to ``out``."""
     started = time.time()
-    from hubselect import profiles, select
+    from hubselect import select
+    from hubselect.profile import profiles
 
     marks: dict = {"process_start_wall": started}
     clock = time.perf_counter
@@ -205,7 +206,7 @@ def child(out: Path, argv: list[str]) -> None:
     profiles.profile_dataset = profile_with_timings
     timed(select, "profile_new_dataset", "profile_new_dataset")
     timed(select, "rank", "rank")
-    from hubselect import cli
+    from hubselect.cli import root as cli
 
     sys.argv = ["hubselect", *argv]
     try:
@@ -259,9 +260,9 @@ def cpu_seconds() -> float:
 def sweep_once(folder: Path, probe: str, n: int, workers: int, batch_size: int, nice: int) -> dict:
     import torch
 
-    from hubselect import images
-    from hubselect.probes import get_probe
-    from hubselect.profiles import profile_dataset
+    from hubselect.profile import sources as images
+    from hubselect.profile.probes import get_probe
+    from hubselect.profile.profiles import profile_dataset
 
     model = get_probe(probe)
     model.forward(torch.zeros((batch_size, 3, 224, 224)))   # warm-up: oneDNN builds its kernels once per shape
@@ -344,7 +345,7 @@ def main() -> int:
             install_random_clip(hf_home)
         import torch
 
-        from hubselect.profiles import default_workers
+        from hubselect.profile.profiles import default_workers
         print(f"machine: {os.cpu_count()} CPU cores, torch {torch.__version__} with {torch.get_num_threads()} "
               f"threads, default DataLoader workers {default_workers()}")
 
@@ -374,7 +375,7 @@ def main() -> int:
         print(f"{'total, CPU s (all processes)':<40}" + "".join(f"{results[p]['cpu']:>14.2f}" for p in probes))
 
         if not args.no_sweep:
-            from hubselect.probes import get_probe
+            from hubselect.profile.probes import get_probe
             workers = [(int(w.split("@")[0]), int(w.split("@")[1]) if "@" in w else 10)
                        for w in args.workers.split(",")]
             for probe in probes:

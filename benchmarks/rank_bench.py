@@ -43,7 +43,7 @@ def main() -> int:
     cold = timed()
     cli = [timed() for _ in range(args.repeat)]
 
-    from hubselect.select import rank
+    from hubselect.rank.api import rank
     rank(args.dataset, zoo=args.zoo, holdout=True, predictor=args.predictor)   # warm-up
     warm = []
     for _ in range(args.repeat):

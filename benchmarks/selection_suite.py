@@ -5,7 +5,7 @@
 
 A folder holding ``zoo.json`` is a zoo; the folders given are searched recursively (default:
 ``benchmarks/zoos``, the real zoos copied into the repository with their provenance). For each
-zoo, :func:`hubselect.evaluate.leave_one_dataset_out` runs the methods of :func:`suite_methods`
+zoo, :func:`hubselect.evaluate.protocol.leave_one_dataset_out` runs the methods of :func:`suite_methods`
 and every baseline (overall, initial, direct, popularity, random); a baseline that cannot apply
 to a zoo is left out there with a note. Prints one markdown table (per zoo and method: OSR, top-3
 hit rate, weighted τ by the true ranking and with scipy's averaged weighting, regret of the top
@@ -27,11 +27,12 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from hubselect import metrics  # noqa: E402
+from hubselect.evaluate import metrics
 from hubselect.errors import UserError  # noqa: E402
-from hubselect.evaluate import PAPER_PRESET, eligible_datasets, leave_one_dataset_out  # noqa: E402
-from hubselect.select import MatchAndChoose, ZooTables  # noqa: E402
-from hubselect.zoo import Zoo  # noqa: E402
+from hubselect.evaluate.protocol import PAPER_PRESET, eligible_datasets, leave_one_dataset_out  # noqa: E402
+from hubselect.rank.estimator import MatchAndChoose  # noqa: E402
+from hubselect.zoo.tables import ZooTables
+from hubselect.zoo.format import Zoo  # noqa: E402
 
 BASELINES = ("overall", "initial", "direct", "popularity", "random")
 #: (summary column, table header); O2B and O2O are in each zoo's score units

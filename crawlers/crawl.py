@@ -22,13 +22,13 @@ from typing import Callable, Iterable
 
 import pandas as pd
 
-from hubselect import features
+from hubselect.zoo import features
 from hubselect.crawlers.card import card_facts, is_gated, licence_id
 from hubselect.crawlers.pipeline import MissingDenoiser, describe_pipeline
 from hubselect.errors import HubError, UserError
 from hubselect.hub import HubClient, is_repo_id
-from hubselect.loadable import loadable_counterpart
-from hubselect.zoo import Zoo, atomic_write_json
+from hubselect.rank.loadable import loadable_counterpart
+from hubselect.zoo.format import Zoo, atomic_write_json
 
 log = logging.getLogger(__name__)
 

@@ -332,7 +332,7 @@ class HubClient:
         transformer in the T5 + SDXL-VAE pipeline, as ``Pipeline.from_pretrained(base,
         transformer=...)`` loads it). Returns the folder's files (relative paths).
         """
-        from hubselect.loadable import loadable_counterpart
+        from hubselect.rank.loadable import loadable_counterpart
 
         target = loadable_counterpart(repo_id)
         if target is None:

@@ -8,7 +8,7 @@ Every step works on a STAGING COPY of the zoo (a temporary directory):
 
   a. crawl: the Hub's most-downloaded diffusers text-to-image repos (``limit``) plus crawlers/pinned.txt,
      incremental by commit sha (``hubselect.crawlers.crawl.crawl``);
-  b. sync: pull the shared edge dataset's records and profiles (``hubselect.edges.pull``); an edge dataset
+  b. sync: pull the shared edge dataset's records and profiles (``hubselect.share.records.pull``); an edge dataset
      that does not exist (or is private without a token) is a warning, not a failure;
   c. refit: the model-feature schema is refitted on the whole zoo (the ``hubselect crawl --refit-features``
      code path). The predictor is trained at rank time from the zoo's tables, so there is no model file to
@@ -53,7 +53,7 @@ from hubselect.hub import is_repo_id
 
 EVALUATION_FILE = "evaluation.json"
 GUARD_METHOD = "mc"
-GUARD_FIGURES = ("osr", "weighted_tau")       # column names of hubselect.metrics.summarize
+GUARD_FIGURES = ("osr", "weighted_tau")       # column names of hubselect.evaluate.metrics.summarize
 FIGURE_LABELS = {"osr": "OSR", "weighted_tau": "weighted τ"}
 DEFAULT_TOLERANCE = {"osr": 0.01, "weighted_tau": 0.01}
 CONFIG_KEYS = ("datasets", "limit", "pinned", "edges_repo", "variant", "seed", "tolerance")
@@ -167,10 +167,11 @@ def evaluate_zoo(zoo_dir: Path, seed: int = 0) -> dict | None:
     Only the method the guard watches is run (``mc``, the defaults of ``hubselect rank``); the baselines and
     the paper preset are left to ``hubselect evaluate``.
     """
-    from hubselect import metrics
-    from hubselect.evaluate import eligible_datasets, leave_one_dataset_out
-    from hubselect.select import MatchAndChoose, ZooTables
-    from hubselect.zoo import Zoo
+    from hubselect.evaluate import metrics
+    from hubselect.evaluate.protocol import eligible_datasets, leave_one_dataset_out
+    from hubselect.rank.estimator import MatchAndChoose
+    from hubselect.zoo.tables import ZooTables
+    from hubselect.zoo.format import Zoo
 
     tables = ZooTables.load(Zoo.open(zoo_dir))
     targets = eligible_datasets(tables.records)
@@ -264,7 +265,7 @@ def apply_changes(zoo_dir: Path, staging: Path, changes: dict[str, list[str]]) -
     process killed half way, every file would be either its old or its new version, and the next refresh
     (which starts from the zoo as it is and rebuilds the derived tables) would complete the update.
     """
-    from hubselect.zoo import atomic_write_bytes
+    from hubselect.zoo.format import atomic_write_bytes
 
     order = sorted(changes["added"] + changes["modified"], key=lambda p: (p == EVALUATION_FILE, p))
     for rel in order:
@@ -291,7 +292,7 @@ def crawl_step(stage, cfg: RefreshConfig, client) -> dict:
 
 
 def sync_step(stage, cfg: RefreshConfig, client) -> dict:
-    from hubselect.edges import default_edges_repo, pull
+    from hubselect.share.records import default_edges_repo, pull
     from hubselect.errors import HubError
 
     repo = cfg.edges_repo or default_edges_repo()
@@ -313,7 +314,7 @@ def rank_and_download(datasets: list[str], zoo_dir: Path, download_dir: Path | N
                       client) -> tuple[list[dict], str | None]:
     """Rank each dataset on the zoo and download its top pipeline; returns (one entry per dataset, cache key)."""
     from hubselect.errors import HubError, UserError
-    from hubselect.select import rank
+    from hubselect.rank.api import rank
 
     results, pipelines = [], {}
     for ds in datasets:
@@ -348,7 +349,7 @@ def rank_and_download(datasets: list[str], zoo_dir: Path, download_dir: Path | N
 
 def _write_manifest(download_dir: Path, pipelines: dict) -> None:
     """``manifest.json`` of the download folder; pipelines an earlier manifest listed and this one does not go."""
-    from hubselect.zoo import atomic_write_json
+    from hubselect.zoo.format import atomic_write_json
 
     manifest = download_dir / "manifest.json"
     try:
@@ -370,7 +371,7 @@ def refresh(zoo_dir: Path, cfg: RefreshConfig, download_dir: Path | None = None,
             log=lambda msg: None) -> dict:
     """Run steps a–e; returns the summary. Raises GuardFailure (zoo untouched) or UserError."""
     from hubselect.hub import HubClient
-    from hubselect.zoo import Zoo, atomic_write_json
+    from hubselect.zoo.format import Zoo, atomic_write_json
 
     zoo = Zoo.open(zoo_dir)
     committed = read_committed(zoo.path)
@@ -508,7 +509,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def _quiet_libraries() -> None:
     from huggingface_hub.utils import disable_progress_bars
 
-    from hubselect.cli import quiet_libraries
+    from hubselect.cli.root import quiet_libraries
     quiet_libraries(PROG)
     disable_progress_bars()
 
@@ -526,7 +527,7 @@ def main(argv: list[str] | None = None, quiet_libraries: bool = False) -> int:
             if not is_repo_id(args.edges_repo):
                 raise ConfigError(f"--edges-repo: expected a dataset repo ID (owner/name), got {args.edges_repo!r}")
             cfg.edges_repo = args.edges_repo
-        from hubselect.zoo import default_zoo_dir
+        from hubselect.zoo.format import default_zoo_dir
         zoo_dir = args.zoo if args.zoo is not None else default_zoo_dir(write=True)   # never the shipped zoo
         if not (zoo_dir / "zoo.json").is_file():
             raise ConfigError(f"no zoo at {zoo_dir} (zoo.json missing); pass --zoo DIR")

@@ -11,7 +11,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from hubselect.cli import _progress_bar, app
+from hubselect.cli.root import _progress_bar, app
 
 COMMAND = typer.main.get_command(app)
 COMMANDS = sorted(COMMAND.commands)

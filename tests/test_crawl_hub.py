@@ -12,7 +12,7 @@ import torch
 
 from hubselect.crawlers.crawl import crawl, record_path
 from hubselect.hub import HubClient
-from hubselect.zoo import Zoo
+from hubselect.zoo.format import Zoo
 from tests import cli_helpers
 from tests.hub_server import make_repo
 from tests.tiny_pipelines import FAMILIES, checkpoint_numel, write_pipeline

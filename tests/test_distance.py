@@ -7,14 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from hubselect import distance as dist
-from hubselect.distance import (
-    FrechetProfiles,
-    frechet_distance,
-    frechet_distance_naive,
-    frechet_to_many,
-    pairwise_frechet,
-)
+from hubselect.profile import distance as dist
+from hubselect.profile.distance import FrechetProfiles, frechet_distance, frechet_distance_naive, frechet_to_many, pairwise_frechet
 
 
 @pytest.fixture(params=["lapack", "numpy"])

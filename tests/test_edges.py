@@ -10,11 +10,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hubselect.edges import make_record, pull, push_records, record_id
+from hubselect.share.records import make_record, pull, push_records, record_id
 from hubselect.errors import UserError
 from hubselect.hub import HubClient
-from hubselect.profiles import Profile
-from hubselect.zoo import Zoo
+from hubselect.profile.profiles import Profile
+from hubselect.zoo.format import Zoo
 from tests.cli_helpers import run_cli
 
 REPO_ID = "hubselect/t2i-finetuning-records"

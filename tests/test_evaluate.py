@@ -9,10 +9,11 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from hubselect.evaluate import evaluate, leave_one_dataset_out, sparsity_study
-from hubselect.select import MatchAndChoose, ZooTables
-from hubselect.synthetic import make_synthetic_zoo
-from hubselect.zoo import Zoo
+from hubselect.evaluate.protocol import evaluate, leave_one_dataset_out, sparsity_study
+from hubselect.rank.estimator import MatchAndChoose
+from hubselect.zoo.tables import ZooTables
+from hubselect.evaluate.synthetic import make_synthetic_zoo
+from hubselect.zoo.format import Zoo
 from tests.cli_helpers import run_cli
 
 

@@ -4,7 +4,7 @@ import json
 
 import numpy as np
 
-from hubselect.features import ModelFeatureEncoder, flatten_record
+from hubselect.zoo.features import ModelFeatureEncoder, flatten_record
 
 
 def _record(name, blocks, mid="UNetMidBlock2DCrossAttn", act="silu", params=1e9, flops=1e14, extra=None):

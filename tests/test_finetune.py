@@ -24,7 +24,7 @@ from hubselect.errors import UserError
 from hubselect.finetune.families import FAMILIES, detect_family
 from hubselect.finetune.run import finetune
 from hubselect.finetune.trainer import LORA_FILE, FinetuneConfig, batch_indices
-from hubselect.zoo import Zoo, atomic_write_json
+from hubselect.zoo.format import Zoo, atomic_write_json
 from tests.cli_helpers import run_cli
 from tests.tiny_pipelines import FAMILIES as TINY, build_pipeline
 
@@ -212,7 +212,7 @@ def test_killed_run_resumes_to_the_same_adapter(pipelines, dataset, tmp_path, hu
     # its time included) of one score by one writer: the ranker sees one vote.
     records = zoo.read_table("records")
     assert len(records) == 2 and records["score"].nunique() == 1 and set(records["writer"]) == {"local"}
-    from hubselect.select import ZooTables
+    from hubselect.zoo.tables import ZooTables
     held = ZooTables.load(zoo).records
     assert len(held) == 1 and held["writers"].tolist() == [1]
 

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from hubselect import images
+from hubselect.profile import sources as images
 from hubselect.errors import UserError
-from hubselect.images import SkipImage, load_image, load_samples, open_source, to_rgb
+from hubselect.profile.sources import SkipImage, load_image, load_samples, open_source, to_rgb
 from tests.hub_server import READ_TOKEN, make_repo
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"

@@ -23,8 +23,8 @@ from hubselect.crawlers.crawl import crawl
 from hubselect.errors import UserError
 from hubselect.finetune.trainer import load_pipeline, resolve_model
 from hubselect.hub import HubClient
-from hubselect.loadable import LOADABLE, loadable_counterpart
-from hubselect.zoo import Zoo
+from hubselect.rank.loadable import LOADABLE, loadable_counterpart
+from hubselect.zoo.format import Zoo
 from tests.conftest import HUB_FIXTURES
 from tests.tiny_pipelines import build_pipeline
 

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hubselect import metrics as M
+from hubselect.evaluate import metrics as M
 
 ACC = pd.Series({"a": 0.9, "b": 0.8, "c": 0.7})        # higher is better
 FID = pd.Series({"a": 10.0, "b": 20.0, "c": 30.0})     # lower is better, same order: a best

@@ -18,7 +18,7 @@ from huggingface_hub.errors import GatedRepoError
 from hubselect.crawlers.card import card_facts, is_gated, licence_id
 from hubselect.crawlers.crawl import crawl, record_path
 from hubselect.hub import HubClient
-from hubselect.zoo import Zoo
+from hubselect.zoo.format import Zoo
 from tests.cli_helpers import run_cli
 from tests.conftest import HUB_FIXTURES
 

@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from hubselect import node2vec as nv
-from hubselect.graph import build_matching_graph, dataset_node, model_node
+from hubselect.rank.graph import node2vec as nv
+from hubselect.rank.graph.matching import build_matching_graph, dataset_node, model_node
 
 
 def _weighted_graph(n=10, prob=0.5, seed=3) -> nx.Graph:

@@ -174,7 +174,7 @@ def test_profile_from_the_checkout_without_zoo_leaves_zoo_cache_untouched(tmp_pa
 def test_default_zoo_reads_the_user_zoo_when_it_exists_and_writes_only_there(tmp_path, monkeypatch):
     from huggingface_hub import constants
 
-    from hubselect import zoo as zoo_mod
+    from hubselect.zoo import format as zoo_mod
 
     monkeypatch.delenv("HUBSELECT_ZOO", raising=False)
     monkeypatch.setattr(constants, "HF_HOME", str(tmp_path / "hf_home"))
@@ -201,7 +201,7 @@ def test_default_zoo_reads_the_user_zoo_when_it_exists_and_writes_only_there(tmp
 def test_user_zoo_path_that_is_not_a_zoo_is_one_line_error(tmp_path, monkeypatch):
     from huggingface_hub import constants
 
-    from hubselect import zoo as zoo_mod
+    from hubselect.zoo import format as zoo_mod
     from hubselect.errors import UserError
 
     monkeypatch.delenv("HUBSELECT_ZOO", raising=False)

@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from hubselect import plots as P
-from hubselect.metrics import summarize
+from hubselect.evaluate import plots as P
+from hubselect.evaluate.metrics import summarize
 
 
 def _png(path):

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from hubselect import probes
+from hubselect.profile import probes
 from hubselect.errors import UserError
-from hubselect.images import load_samples
+from hubselect.profile.sources import load_samples
 from tests.hub_server import make_repo
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"

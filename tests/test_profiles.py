@@ -13,18 +13,17 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hubselect.distance import frechet_distance as _frechet_distance
+from hubselect.profile.distance import frechet_distance as _frechet_distance
 from hubselect.errors import UserError
-from hubselect.profiles import (Profile, RunningMoments, add_profile_to_zoo, dataset_slug, load_profile,
-                                load_zoo_profiles, profile_dataset, profile_path)
-from hubselect.zoo import Zoo
+from hubselect.profile.profiles import Profile, RunningMoments, add_profile_to_zoo, dataset_slug, load_profile, load_zoo_profiles, profile_dataset, profile_path
+from hubselect.zoo.format import Zoo
 from tests.hub_server import make_repo
 from tests.test_images import bad_files, hub, parquet_dataset, write  # noqa: F401  (hub is a fixture)
 
 
 def frechet_distance(*args) -> float:
     from threadpoolctl import threadpool_limits
-    with threadpool_limits(limits=1, user_api="blas"):   # see hubselect.profiles._blas_single_thread
+    with threadpool_limits(limits=1, user_api="blas"):   # see hubselect.profile.profiles._blas_single_thread
         return _frechet_distance(*args)
 
 
@@ -212,7 +211,7 @@ def test_batch_size_changes_the_profile_only_by_round_off():
 
 
 def test_default_workers_follow_the_environment(monkeypatch):
-    from hubselect.profiles import default_workers
+    from hubselect.profile.profiles import default_workers
     monkeypatch.setenv("HUBSELECT_PROFILE_WORKERS", "0")
     assert default_workers() == 0
     monkeypatch.setenv("HUBSELECT_PROFILE_WORKERS", "many")
@@ -301,7 +300,7 @@ def test_a_damaged_zoo_is_left_untouched(profiles, tmp_path):
 # -- the command line ------------------------------------------------------------------------------------
 
 def run_cli(monkeypatch, capsys, *args) -> tuple[int, str, str]:
-    from hubselect import cli
+    from hubselect.cli import root as cli
     monkeypatch.setattr(sys, "argv", ["hubselect", *args])
     try:
         cli.main()

@@ -11,9 +11,9 @@ import pytest
 
 from hubselect import rank as api_rank
 from hubselect.hub import pipeline_files
-from hubselect.prior import prior_position
-from hubselect.select import MatchAndChoose
-from hubselect.synthetic import make_synthetic_zoo
+from hubselect.rank.prior import prior_position
+from hubselect.rank.estimator import MatchAndChoose
+from hubselect.evaluate.synthetic import make_synthetic_zoo
 from tests.hub_server import make_repo
 from tests.cli_helpers import run_cli
 

@@ -13,9 +13,11 @@ import pandas as pd
 import pytest
 
 from hubselect import rank as api_rank
-from hubselect.select import MatchAndChoose, ZooTables, shortlist_for
-from hubselect.synthetic import make_synthetic_zoo
-from hubselect.zoo import Zoo
+from hubselect.rank.estimator import MatchAndChoose
+from hubselect.zoo.tables import ZooTables
+from hubselect.rank.api import shortlist_for
+from hubselect.evaluate.synthetic import make_synthetic_zoo
+from hubselect.zoo.format import Zoo
 from tests.cli_helpers import run_cli
 from tests.hub_server import make_repo
 

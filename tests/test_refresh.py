@@ -50,7 +50,7 @@ def write_config(path: Path, **config) -> Path:
 
 
 def zoo_records(zoo: Path) -> pd.DataFrame:
-    from hubselect.zoo import Zoo
+    from hubselect.zoo.format import Zoo
     return Zoo(zoo).read_table("records")
 
 
@@ -120,8 +120,8 @@ def test_refresh_adds_a_new_repo_to_a_copy_of_zoo_cache_and_leaves_the_rest_inta
 
     # models: refitted on the whole zoo (as `hubselect crawl --refit-features`), every model present.
     from hubselect.crawlers.crawl import load_records
-    from hubselect import features
-    from hubselect.zoo import Zoo
+    from hubselect.zoo import features
+    from hubselect.zoo.format import Zoo
     records = [r for r in load_records(Zoo(zoo)) if r.get("status") == "ok"]
     expected = features.ModelFeatureEncoder().fit(records).transform(records)
     models = Zoo(zoo).read_table("models")
@@ -141,12 +141,12 @@ def zoo_with_records(hub_server, hub_root, tmp_path, monkeypatch):
         build_pipeline(name, hub_root / "models" / "acme" / f"tiny-{name}")
         make_repo(hub_root, f"acme/tiny-{name}", {}, meta={"downloads": downloads})
     push(hub_server, {f"acme/ds-{i}": {"acme/tiny-sd": 10.0 + i, "acme/tiny-sd2v": 20.0 + i} for i in range(3)})
-    from hubselect.zoo import Zoo
+    from hubselect.zoo.format import Zoo
     return Zoo.open(tmp_path / "zoo", create=True).path     # clip-fid: lower is better
 
 
 def push(server, scores: dict[str, dict[str, float]]) -> None:
-    from hubselect.edges import make_record, push_records
+    from hubselect.share.records import make_record, push_records
     from hubselect.hub import HubClient
     client = HubClient(endpoint=server.url, token="hf_write", retries=1, backoff=0.01)
     push_records([make_record(m, d, s) for d, by_model in scores.items() for m, s in by_model.items()],

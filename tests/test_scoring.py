@@ -305,7 +305,7 @@ def test_score_images_rejects_too_few_images_and_text_probes():
 @pytest.mark.parametrize("n_real, n_fake, dim", [(8, 5, 64), (30, 40, 50), (3, 200, 16)])
 def test_fid_low_rank_path_equals_the_full_computation(n_real, n_fake, dim):
     """Few images in many dimensions: the n x n route gives what the d x d Fréchet distance gives."""
-    from hubselect.distance import frechet_distance
+    from hubselect.profile.distance import frechet_distance
     from hubselect.finetune.scoring import _fid_low_rank, _gaussian
 
     rng = np.random.default_rng(n_real + dim)

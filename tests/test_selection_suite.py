@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from hubselect.synthetic import make_synthetic_zoo
+from hubselect.evaluate.synthetic import make_synthetic_zoo
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "benchmarks" / "selection_suite.py"

@@ -7,10 +7,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hubselect import metrics
-from hubselect.evaluate import leave_one_dataset_out, overall_order
-from hubselect.select import MatchAndChoose, ZooTables, aggregate_ranks, has_dataset_signal
-from hubselect.synthetic import make_synthetic_zoo
+from hubselect.evaluate import metrics
+from hubselect.evaluate.protocol import leave_one_dataset_out, overall_order
+from hubselect.rank.estimator import MatchAndChoose, aggregate_ranks, has_dataset_signal
+from hubselect.zoo.tables import ZooTables
+from hubselect.evaluate.synthetic import make_synthetic_zoo
 
 
 def _tables(zoo, datasets=True, distances=True) -> ZooTables:

@@ -15,11 +15,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hubselect import sweep as sweeps
-from hubselect.edges import make_record, push_records
-from hubselect.select import MatchAndChoose, ZooTables
-from hubselect.synthetic import make_synthetic_zoo
-from hubselect.zoo import Zoo, atomic_write_json
+from hubselect.sweep import pairs as sweeps
+from hubselect.share.records import make_record, push_records
+from hubselect.rank.estimator import MatchAndChoose
+from hubselect.zoo.tables import ZooTables
+from hubselect.evaluate.synthetic import make_synthetic_zoo
+from hubselect.zoo.format import Zoo, atomic_write_json
 from tests.cli_helpers import run_cli
 from tests.hub_server import WRITE_TOKEN, make_repo
 from tests.test_finetune import FAST, efficientnet_zoo, make_dataset
@@ -185,7 +186,7 @@ def test_hf_jobs_are_not_submitted_twice_and_failures_are_reported(
 ])
 def test_bad_input_is_one_line_and_exit_2(args, message, hub_server, hub_root, tmp_path,
                                           monkeypatch, capsys):
-    from hubselect.cli import main
+    from hubselect.cli.root import main
 
     hub_inputs(hub_root)
     folder = make_dataset(tmp_path / "folder")

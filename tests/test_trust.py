@@ -21,12 +21,11 @@ import pytest
 from huggingface_hub import CommitOperationAdd, HfApi
 
 from hubselect import rank as api_rank
-from hubselect.edges import (RECORD_FORMAT, _canonical, make_record, pull, push_records, record_id,
-                             record_path)
+from hubselect.share.records import RECORD_FORMAT, _canonical, make_record, pull, push_records, record_id, record_path
 from hubselect.hub import HubClient
-from hubselect.profiles import PROFILE_FORMAT, Profile
-from hubselect.select import ZooTables
-from hubselect.zoo import Zoo
+from hubselect.profile.profiles import PROFILE_FORMAT, Profile
+from hubselect.zoo.tables import ZooTables
+from hubselect.zoo.format import Zoo
 from tests.cli_helpers import run_cli
 
 REPO_ID = "hubselect/t2i-finetuning-records"
@@ -345,11 +344,11 @@ parent = os.path.dirname(os.path.abspath(zoo))
 
 def act(target):
     if mode == "sync":
-        from hubselect.edges import pull
+        from hubselect.share.records import pull
         from hubselect.hub import HubClient
         return pull(arg, target, client=HubClient(retries=0))
-    from hubselect.profiles import Profile
-    from hubselect.staging import add_profile_staged
+    from hubselect.profile.profiles import Profile
+    from hubselect.zoo.staging import add_profile_staged
     return add_profile_staged(target, Profile.load(arg))
 
 act(scratch)          # the same step on a copy elsewhere: every lazy import is done once, here, before the forks
@@ -462,7 +461,7 @@ def test_sigkill_at_every_write_of_a_sync_leaves_the_zoo_before_or_after(hub_ser
 
 
 def test_sigkill_at_every_write_of_a_profile_leaves_the_zoo_before_or_after(tmp_path):
-    from hubselect.staging import add_profile_staged
+    from hubselect.zoo.staging import add_profile_staged
 
     zoo_dir = tmp_path / "zoos" / "zoo"
     make_zoo(zoo_dir)
@@ -478,8 +477,8 @@ def test_sigkill_at_every_write_of_a_profile_leaves_the_zoo_before_or_after(tmp_
 # -- names from others never become actions ---------------------------------------------------------------
 
 def test_suggest_acts_only_on_hub_ids_or_names_the_user_typed(tmp_path, monkeypatch):
-    from hubselect import sweep as sweeps
-    from hubselect.synthetic import make_synthetic_zoo
+    from hubselect.sweep import pairs as sweeps
+    from hubselect.evaluate.synthetic import make_synthetic_zoo
 
     zoo = make_synthetic_zoo(n_models=4, n_datasets=6, density=0.6, seed=1).write(tmp_path / "zoo")
     records = zoo.read_table("records")
@@ -501,7 +500,7 @@ def test_suggest_acts_only_on_hub_ids_or_names_the_user_typed(tmp_path, monkeypa
 
 
 def test_push_refuses_what_a_sync_would_skip(hub_server, users):
-    from hubselect.edges import check_pushable
+    from hubselect.share.records import check_pushable
     from hubselect.errors import UserError
 
     for bad in (make_record("org/m", "/home/me/photos", 3.0), make_record("org/m", "ds/x", -1.0),

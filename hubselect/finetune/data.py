@@ -16,7 +16,7 @@ import torch
 from PIL import Image
 
 from hubselect.errors import UserError
-from hubselect.images import DataSource, FolderSource, Sample, open_source
+from hubselect.profile.sources import DataSource, FolderSource, Sample, open_source
 
 DATA_SEED = 0            # which items a capped sample holds: the same for every model and run
 

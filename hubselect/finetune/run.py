@@ -27,7 +27,7 @@ def _zoo_probe(zoo, probe: str | None) -> str:
 
 def _dataset_profile(zoo, trainer: Trainer, probe: str):
     """The zoo's profile of the dataset, computed and added when it has none."""
-    from hubselect.profiles import add_profile_to_zoo, load_profile, profile_dataset
+    from hubselect.profile.profiles import add_profile_to_zoo, load_profile, profile_dataset
 
     data = trainer.source
     profile = load_profile(zoo, data.dataset, probe)
@@ -66,10 +66,9 @@ def finetune(config: FinetuneConfig, *, zoo=None, push: bool = False, adapter_re
     ``config.probe`` None-like values are resolved against the zoo. Everything the user can get
     wrong (model, dataset, probe, token) is checked before training starts.
     """
-    from hubselect.edges import (LOCAL_WRITER, _check_repo_id, add_records_to_zoo, check_pushable, default_edges_repo,
-                                 push_records, record_id, writer_of)
+    from hubselect.share.records import LOCAL_WRITER, _check_repo_id, add_records_to_zoo, check_pushable, default_edges_repo, push_records, record_id, writer_of
     from hubselect.hub import HubClient
-    from hubselect.zoo import Zoo
+    from hubselect.zoo.format import Zoo
 
     named_zoo = zoo
     zoo = zoo if isinstance(zoo, Zoo) else Zoo.open(zoo)

@@ -15,7 +15,7 @@ equilibrium")
         FID = |mu_r - mu_f|² + tr(S_r) + tr(S_f) - 2 tr((S_r S_f)^{1/2})
 
     mu = sample mean, S = sample covariance with ddof=1 (n - 1 denominator), both in float64;
-    computed by :func:`hubselect.distance.frechet_distance` (exact for rank-deficient covariances,
+    computed by :func:`hubselect.profile.distance.frechet_distance` (exact for rank-deficient covariances,
     never negative). The value is the squared distance, as FID is always reported. "clip-fid" is
     this number on the clip probe's ``encode_image`` features (open_clip ViT-B-32, 512-d), not on
     Inception-v3 pool features, so it is not on the scale of published (Inception) FIDs.
@@ -77,7 +77,7 @@ from typing import Any
 
 import numpy as np
 
-from hubselect.distance import frechet_distance
+from hubselect.profile.distance import frechet_distance
 from hubselect.errors import UserError
 
 __all__ = [
@@ -149,7 +149,7 @@ def fid(real: np.ndarray, fake: np.ndarray) -> float:
     Mean and ddof=1 covariance in float64. With fewer images than dimensions (a validation set of
     a few hundred images in a 512- or 1280-d space) the covariances have rank < d and the exact
     value comes from the n_r x n_f sample matrices (:func:`_fid_low_rank`) instead of two d x d
-    eigendecompositions; otherwise :func:`hubselect.distance.frechet_distance`.
+    eigendecompositions; otherwise :func:`hubselect.profile.distance.frechet_distance`.
     """
     r, f = _pair(real, fake, 2)
     if r.shape[0] * f.shape[0] < r.shape[1] ** 2:
@@ -313,7 +313,7 @@ def score_embeddings(real: np.ndarray, fake: np.ndarray, probe: str) -> Scores:
 def score_images(real_images: Sequence, generated_images: Sequence, probe: str = "clip",
                  device: str | None = None) -> Scores:
     """Embed both lists of RGB PIL images with ``probe`` and :func:`score_embeddings` them."""
-    from hubselect.probes import get_probe, probe_class
+    from hubselect.profile.probes import get_probe, probe_class
 
     real_images, generated_images = list(real_images), list(generated_images)
     for name, images in (("real", real_images), ("generated", generated_images)):

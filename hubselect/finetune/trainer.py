@@ -74,7 +74,7 @@ class FinetuneConfig:
     EXECUTION_ONLY = ("mixed_precision", "gradient_checkpointing")
 
     def check(self) -> None:
-        from hubselect.probes import probe_class
+        from hubselect.profile.probes import probe_class
         for name in ("steps", "batch_size", "rank", "max_samples", "sample_steps"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
@@ -109,7 +109,7 @@ class ResolvedModel:
     model_index: dict
     family: Family
     # a repo that is not itself a loadable pipeline (hubselect.loadable) is loaded through its counterpart
-    loadable: Any = None          # hubselect.loadable.Loadable
+    loadable: Any = None          # hubselect.rank.loadable.Loadable
     loadable_sha: str | None = None
 
 
@@ -148,7 +148,7 @@ def resolve_model(model: str, client=None) -> ResolvedModel:
     without access, or an unknown family, before anything large is downloaded.
     """
     from hubselect.hub import HubClient, is_repo_id
-    from hubselect.loadable import loadable_counterpart
+    from hubselect.rank.loadable import loadable_counterpart
 
     path = Path(model).expanduser()
     if path.exists():
@@ -218,7 +218,7 @@ def download_model(resolved: ResolvedModel, client=None) -> Path:
     from huggingface_hub import constants
 
     from hubselect.hub import HubClient
-    from hubselect.profiles import dataset_slug
+    from hubselect.profile.profiles import dataset_slug
 
     if resolved.local_dir is not None:
         return resolved.local_dir
@@ -463,7 +463,7 @@ class Trainer:
             self.run_dir = default_run_dir(self.resolved.name, self.source.dataset, self.config.key())
         if self.finished() is None:
             # the scoring probe's weights, before the pipeline's (a probe that cannot load fails fast)
-            from hubselect.probes import get_probe
+            from hubselect.profile.probes import get_probe
             try:
                 get_probe(self.config.probe)
             except UserError as exc:
@@ -600,7 +600,7 @@ class Trainer:
         self.denoiser = accelerator.unwrap_model(model)
 
     def _finish(self, lora, state: dict, losses: list[float], start: int, started: float) -> FinetuneResult:
-        from hubselect.edges import make_record
+        from hubselect.share.records import make_record
         from hubselect.finetune.scoring import metric_name
 
         cfg, data = self.config, self.data
@@ -626,7 +626,7 @@ class Trainer:
                                        "resolution": self.resolution},
                                 main_process=self.accelerator.is_main_process)
         if self.accelerator.is_main_process:
-            from hubselect.zoo import atomic_write_json
+            from hubselect.zoo.format import atomic_write_json
             atomic_write_json(self.run_dir / "result.json",
                               {**result.to_dict(), "losses": losses, "key": cfg.key()})
         return result
@@ -669,5 +669,5 @@ def default_run_dir(model: str, dataset: str, key: str) -> Path:
     again finds the same folder and resumes."""
     from huggingface_hub import constants
 
-    from hubselect.profiles import dataset_slug
+    from hubselect.profile.profiles import dataset_slug
     return Path(constants.HF_HOME) / "hubselect" / "runs" / f"{dataset_slug(model)}__{dataset_slug(dataset)}__{key}"

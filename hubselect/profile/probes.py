@@ -23,7 +23,7 @@ are loaded on the first :meth:`Probe.load` (``get_probe`` does it and keeps one 
 process); inference runs under ``torch.inference_mode`` in batches, on CUDA when available.
 
 An image probe's work comes in two halves, so that images can be prepared in DataLoader worker
-processes while the network runs (:func:`hubselect.profiles.profile_dataset`):
+processes while the network runs (:func:`hubselect.profile.profiles.profile_dataset`):
 ``transform()`` returns a small picklable callable, RGB PIL image -> ``float32`` tensor (3, H, W),
 that needs no weights; ``forward(pixels)`` runs the network on a stacked batch.
 ``embed(images)`` is exactly ``forward(stack([transform(im) ...]))`` batch by batch.

@@ -19,7 +19,7 @@ backoff), skipping whatever has appeared meanwhile.
 commit that changed each file (``get_paths_info(expand=True)``) and for that commit's authors
 (the commit history, ``list_repo_commits``), both pinned to the revision it read. That writer
 goes into the zoo's ``records`` table (column ``writer``), where the ranking counts one vote per
-writer (:func:`hubselect.select.aggregate_records`).
+writer (:func:`hubselect.zoo.tables.aggregate_records`).
 
 **Trust.** The zoo's ``trust.json`` (:class:`TrustPolicy`) says whose files a sync takes: by
 default every writer the Hub let commit to the edge dataset (each one vote), narrowed by an
@@ -30,7 +30,7 @@ by ``--trust NAME`` and ``--trust-everyone``.
 :func:`check_profile_file`: types, sizes, finite values within the metric's plausible range,
 repo-like fields valid Hub IDs, a profile's probe and dataset matching its path) before the zoo
 is touched; a bad file is skipped and counted, never raised. The zoo then changes in one staged
-step (:func:`hubselect.staging.staged_zoo`).
+step (:func:`hubselect.zoo.staging.staged_zoo`).
 
 **Incremental.** The zoo keeps, in ``edges_sync.json``, the revision it last read and the verdict
 on every file (blob id, writer, status), so the next sync downloads only files that are new or
@@ -353,7 +353,7 @@ def _meta_int(meta: dict, key: str, lo: int, hi: int, required: bool = True) -> 
 
 
 def check_profile_file(path: str, data: bytes, probe: str | None = None, dim: int | None = None):
-    """The :class:`hubselect.profiles.Profile` in ``data`` (the file at ``path`` of the edge dataset),
+    """The :class:`hubselect.profile.profiles.Profile` in ``data`` (the file at ``path`` of the edge dataset),
     or :class:`BadFile`.
 
     Checked: size; the safetensors header (bounded, a flat mapping); format; ``dataset`` a valid
@@ -364,7 +364,7 @@ def check_profile_file(path: str, data: bytes, probe: str | None = None, dim: in
     """
     from safetensors.numpy import load as load_tensors
 
-    from hubselect.profiles import PROFILE_FORMAT, Profile, dataset_slug
+    from hubselect.profile.profiles import PROFILE_FORMAT, Profile, dataset_slug
 
     m = _PROFILE_PATH.match(path)
     if m is None:
@@ -486,7 +486,7 @@ def _profile_files(profiles: Iterable) -> dict[str, bytes]:
     would check it); a local folder's path is not published (``source`` becomes ``local``)."""
     from dataclasses import replace
 
-    from hubselect.profiles import Profile, dataset_slug
+    from hubselect.profile.profiles import Profile, dataset_slug
 
     out: dict[str, bytes] = {}
     for item in profiles:
@@ -613,7 +613,7 @@ def add_records_to_zoo(zoo, records: list[dict], source: str, replaces: Iterable
     zoo owner's own results, the Hub user for a record they just pushed. Returns (records added,
     rows in the table).
     """
-    from hubselect.staging import zoo_lock
+    from hubselect.zoo.staging import zoo_lock
 
     incoming = _records_frame(records, source=source, writers=[writer] * len(records)).drop_duplicates("record_id")
     replaces = set(replaces)
@@ -766,9 +766,9 @@ def pull(repo_id: str | None = None, zoo=None, client: HubClient | None = None, 
     records_total, profiles_added, profiles_removed, skipped, skipped_by_reason, skipped_files,
     ignored, excluded, writers, downloaded, trust, up_to_date}``.
     """
-    from hubselect.profiles import add_profile_to_zoo
-    from hubselect.staging import staged_zoo, tidy
-    from hubselect.zoo import Zoo, ZooInfo, atomic_write_bytes, atomic_write_json, default_zoo_dir
+    from hubselect.profile.profiles import add_profile_to_zoo
+    from hubselect.zoo.staging import staged_zoo, tidy
+    from hubselect.zoo.format import Zoo, ZooInfo, atomic_write_bytes, atomic_write_json, default_zoo_dir
 
     repo_id = _check_repo_id(repo_id or default_edges_repo())
     zoo_path = Path(zoo.path if isinstance(zoo, Zoo) else zoo if zoo is not None else default_zoo_dir(write=True))
@@ -967,7 +967,7 @@ def pull(repo_id: str | None = None, zoo=None, client: HubClient | None = None, 
 def _fingerprint(profile) -> str | None:
     """What a profile says (dataset, probe, samples, mean, covariance), hashed: the zoo's copy of a pulled
     profile is recognised by it (safetensors files of one profile may differ in their header's order)."""
-    from hubselect.profiles import Profile
+    from hubselect.profile.profiles import Profile
 
     if not isinstance(profile, Profile):
         try:
@@ -982,7 +982,7 @@ def _fingerprint(profile) -> str | None:
 
 def _profile_dim(zoo_path: Path, probe: str | None) -> int | None:
     """The dimension of the zoo's profiles of ``probe`` (from one of them), None when it has none."""
-    from hubselect.profiles import Profile
+    from hubselect.profile.profiles import Profile
 
     folder = zoo_path / "profiles" / (probe or "")
     for path in sorted(folder.glob("*.safetensors")) if probe and folder.is_dir() else []:
@@ -995,7 +995,7 @@ def _profile_dim(zoo_path: Path, probe: str | None) -> int | None:
 
 def _remove_profile(zoo, dataset: str | None, probe: str) -> None:
     """Take a profile (and what was derived from it) out of the zoo."""
-    from hubselect.profiles import profile_path
+    from hubselect.profile.profiles import profile_path
 
     if not dataset:
         return

@@ -24,7 +24,7 @@ from typing import Any, Iterable
 import numpy as np
 import pandas as pd
 
-from hubselect.zoo import atomic_write_json
+from hubselect.zoo.format import atomic_write_json
 
 SCHEMA_FILE = "feature_schema.json"
 SCHEMA_VERSION = 1

@@ -45,7 +45,7 @@ import pandas as pd
 
 from hubselect.errors import HubError, UserError
 from hubselect.hub import HubClient, is_offline, is_repo_id
-from hubselect.images import dataset_hub_error
+from hubselect.profile.sources import dataset_hub_error
 
 log = logging.getLogger(__name__)
 
@@ -163,10 +163,10 @@ def _check_unique(names: dict[str, str], what: str) -> None:
 def edge_records(repo_id: str | None = None, client: HubClient | None = None,
                  workers: int = 8) -> list[dict]:
     """Every record of the edge dataset that passes a sync's checks (``[]`` while the repo does not
-    exist yet): a file that is not valid JSON, fails :func:`hubselect.edges.check_record_file`
+    exist yet): a file that is not valid JSON, fails :func:`hubselect.share.records.check_record_file`
     (tampered, out of bounds, paths for names...) is skipped (``hubselect sync`` counts them).
     """
-    from hubselect.edges import _RECORD_PATH, BadFile, _check_repo_id, check_record_file, default_edges_repo
+    from hubselect.share.records import _RECORD_PATH, BadFile, _check_repo_id, check_record_file, default_edges_repo
 
     repo_id = _check_repo_id(repo_id or default_edges_repo())
     client = client or HubClient()
@@ -224,7 +224,7 @@ def pending_pairs(models: Iterable[str], datasets: Iterable[str], *, zoo=None,
     edge dataset or the zoo's records table holds a record of it for ``metric``
     (default: the zoo's). Raises :class:`UserError` for input that is neither.
     """
-    from hubselect.zoo import Zoo
+    from hubselect.zoo.format import Zoo
 
     zoo = zoo if isinstance(zoo, Zoo) else Zoo.open(zoo)
     client = client or HubClient()
@@ -296,10 +296,10 @@ def run_local(pairs: list[Pair], *, zoo=None, settings: dict | None = None,
     Write access is checked once, before the first run. A pair that fails is logged
     and returned with ``status: failed``, and the sweep goes on.
     """
-    from hubselect.edges import _check_repo_id, default_edges_repo
+    from hubselect.share.records import _check_repo_id, default_edges_repo
     from hubselect.finetune.publish import check_push_access
     from hubselect.finetune.run import _zoo_probe
-    from hubselect.zoo import Zoo
+    from hubselect.zoo.format import Zoo
 
     zoo = zoo if isinstance(zoo, Zoo) else Zoo.open(zoo, write=bool(pairs))   # never the shipped zoo
     settings = check_settings(settings, _zoo_probe(zoo, None))
@@ -468,9 +468,9 @@ def submit_jobs(pairs: list[Pair], *, zoo=None, settings: dict | None = None,
     submission that fails is reported and the others go on; it is never retried (the
     Job might have started). ``dry_run`` returns the Jobs without submitting anything.
     """
-    from hubselect.edges import _check_repo_id, default_edges_repo
+    from hubselect.share.records import _check_repo_id, default_edges_repo
     from hubselect.finetune.run import _zoo_probe
-    from hubselect.zoo import Zoo
+    from hubselect.zoo.format import Zoo
 
     zoo = zoo if isinstance(zoo, Zoo) else Zoo.open(zoo)
     probe = _zoo_probe(zoo, None)
@@ -617,9 +617,9 @@ def sweep(models: Iterable[str], datasets: Iterable[str], *, backend: str = "loc
     failed, Jobs that could not be submitted or (with ``wait``) did not complete.
     Given ``pairs`` are checked as ``models`` and ``datasets`` would be.
     """
-    from hubselect.edges import _check_repo_id, default_edges_repo
+    from hubselect.share.records import _check_repo_id, default_edges_repo
     from hubselect.finetune.run import _zoo_probe
-    from hubselect.zoo import Zoo
+    from hubselect.zoo.format import Zoo
 
     if backend not in BACKENDS:
         raise UserError(f"unknown --backend {backend!r}: local or hf-jobs")
@@ -719,8 +719,8 @@ def suggest(k: int, *, zoo=None, models: Iterable[str] | None = None,
     Datasets the zoo cannot place (no profile) are left out with a note; a zoo with
     fewer than two scored datasets follows :func:`cold_start_suggestions`.
     """
-    from hubselect.select import ZooTables
-    from hubselect.zoo import Zoo
+    from hubselect.zoo.tables import ZooTables
+    from hubselect.zoo.format import Zoo
 
     if not isinstance(k, int) or k < 1:
         raise UserError(f"--suggest must be a positive integer, got {k!r}")
@@ -841,7 +841,7 @@ def member_predictions(tables, train: pd.DataFrame, targets: list[str], *,
                        predictor: str = "yetirank") -> dict[str, np.ndarray]:
     """Normalised rank (0 = best) of every zoo model on each target, from ONE fit of the
     default Match & Choose (``MatchAndChoose.predict_many``)."""
-    from hubselect.select import MatchAndChoose
+    from hubselect.rank.estimator import MatchAndChoose
 
     # The learned ranking alone (blend 1): its disagreement across seeds is what the ensemble measures.
     member = MatchAndChoose(predictor=predictor, seed=seed, blend=1.0)
@@ -858,7 +858,7 @@ def cold_start_suggestions(candidates: list[tuple[str, str]],
     pending model with the fewest records (ties: published order, then name), which
     spreads the records over models and datasets.
     """
-    from hubselect import prior
+    from hubselect.rank import prior
 
     def prior_key(model: str) -> tuple:
         pos = prior.prior_position(model)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from hubselect.zoo import Zoo
+from hubselect.zoo.format import Zoo
 
 
 def plain_value(value):

@@ -98,7 +98,7 @@ def crawl(
 ):
     """Add or refresh text-to-image pipelines: configs and cards only, never weights or code."""
     from hubselect.crawlers.crawl import check_targets, crawl as run_crawl
-    from hubselect.zoo import Zoo
+    from hubselect.zoo.format import Zoo
 
     check_targets(repos or [])           # bad input never creates a zoo
     target = Zoo.open(zoo, create=True)
@@ -143,7 +143,7 @@ def rank(
     json_out: bool = JsonOption,
 ):
     """The main job: rank the zoo's pipelines for DATASET, best first."""
-    from hubselect.select import rank as run_rank
+    from hubselect.rank.api import rank as run_rank
 
     ranking = run_rank(dataset, zoo=zoo, top=top, probe=probe, holdout=holdout, predictor=predictor, seed=seed,
                        n=n, image_column=image_column, caption_column=caption_column, split=split,
@@ -228,12 +228,12 @@ def evaluate(
     json_out: bool = JsonOption,
 ):
     """The paper's leave-one-dataset-out protocol on the zoo: M&C against its baselines."""
-    from hubselect.evaluate import evaluate as run_evaluate, frame_to_markdown, markdown_table, sparsity_table
+    from hubselect.evaluate.protocol import evaluate as run_evaluate, frame_to_markdown, markdown_table, sparsity_table
 
     result = run_evaluate(zoo, studies=tuple(study or ()), seed=seed, sparsity_seeds=sparsity_seeds,
                           progress=_progress_bar("evaluate", "step"))
     if plots is not None:
-        from hubselect.evaluate import write_report
+        from hubselect.evaluate.protocol import write_report
         write_report(result, plots, zoo_dir=zoo)
     if json_out:
         _echo_json(result.to_dict())
@@ -281,7 +281,7 @@ def sync(
     changes in one step; only files added since the last sync are downloaded. Each record counts
     for its writer (the Hub commit author), one vote per writer.
     """
-    from hubselect.edges import pull
+    from hubselect.share.records import pull
 
     summary = pull(repo, zoo, trust=trust or (), distrust=distrust or (), only=only or (),
                    trust_everyone=trust_everyone,
@@ -415,7 +415,7 @@ def sweep(
     json_out: bool = JsonOption,
 ):
     """Fine-tune the (model, dataset) pairs that the shared edge dataset has no record of yet."""
-    from hubselect import sweep as sweeps
+    from hubselect.sweep import pairs as sweeps
 
     settings = dict(steps=steps, batch_size=batch_size, lr=lr, rank=rank, seed=seed, resolution=resolution,
                     val_size=val_size, max_samples=max_samples, sample_steps=sample_steps,
@@ -510,8 +510,8 @@ def _print_sweep(report: dict) -> None:
 @app.command("zoo")
 def zoo_list(zoo: Optional[Path] = ZooOption, json_out: bool = JsonOption):
     """List the zoo's models: parameters, TFLOPs per image, license, fine-tuning records."""
-    from hubselect.zoo import Zoo
-    from hubselect.zoo_listing import list_models
+    from hubselect.zoo.format import Zoo
+    from hubselect.zoo.listing import list_models
 
     rows = list_models(Zoo.open(zoo))
     if json_out:
@@ -549,9 +549,9 @@ def profile(
     json_out: bool = JsonOption,
 ):
     """Profile a Hub dataset or a local image folder into the zoo (probe embeddings: mean, covariance)."""
-    from hubselect.profiles import profile_dataset
-    from hubselect.staging import add_profile_staged
-    from hubselect.zoo import Zoo, default_zoo_dir
+    from hubselect.profile.profiles import profile_dataset
+    from hubselect.zoo.staging import add_profile_staged
+    from hubselect.zoo.format import Zoo, default_zoo_dir
 
     zoo_dir = Path(zoo) if zoo is not None else default_zoo_dir()
     if probe is None:   # nothing is created before the profile exists: bad input leaves no trace
@@ -585,7 +585,7 @@ def register_hf_extension(
     force: bool = typer.Option(False, "--force", help="Replace another hf-hubselect registration."),
 ):
     """Make `hf hubselect ...` run this installation (an hf CLI extension; nothing is downloaded)."""
-    from hubselect import hf_extension
+    from hubselect.cli import hf_extension
 
     if remove:
         removed = hf_extension.unregister()

@@ -1,6 +1,6 @@
 """One staged step for changes that span several files of a zoo.
 
-A zoo's own writes are atomic per file (``hubselect.zoo.atomic_write_bytes``), but a sync writes
+A zoo's own writes are atomic per file (``hubselect.zoo.format.atomic_write_bytes``), but a sync writes
 several: the records table, profiles, the ``datasets`` and ``dataset_distances`` tables derived from
 them, its own state. :func:`staged_zoo` makes them one step::
 
@@ -215,11 +215,11 @@ def staged_zoo(path: str | os.PathLike) -> Iterator[Path]:
 
 
 def add_profile_staged(zoo_dir: str | os.PathLike, profile) -> dict:
-    """``hubselect.profiles.add_profile_to_zoo`` as one staged step (``hubselect profile``): the profile,
+    """``hubselect.profile.profiles.add_profile_to_zoo`` as one staged step (``hubselect profile``): the profile,
     its ``datasets`` row and its distances appear together, or not at all when the process is killed.
     A zoo that does not exist yet is made (``zoo.json`` with the defaults) in the same step."""
-    from hubselect.profiles import add_profile_to_zoo
-    from hubselect.zoo import Zoo
+    from hubselect.profile.profiles import add_profile_to_zoo
+    from hubselect.zoo.format import Zoo
 
     with staged_zoo(zoo_dir) as stage:
         written = add_profile_to_zoo(Zoo.open(stage, create=True), profile)

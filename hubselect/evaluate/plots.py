@@ -27,7 +27,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import to_rgba
 from matplotlib.figure import Figure
 
-from hubselect.metrics import normalized_rank
+from hubselect.evaluate.metrics import normalized_rank
 
 __all__ = ["plot_sparsity", "plot_score_heatmap", "plot_method_bars", "truncate_label"]
 
@@ -213,7 +213,7 @@ def plot_score_heatmap(records: pd.DataFrame, higher_is_better: bool, path, max_
 def plot_method_bars(summary: pd.DataFrame, path, title: str | None = None) -> Path:
     """Bars per method for OSR (%), weighted τ and O2O, plus O2B when the column is present.
 
-    ``summary`` is :func:`hubselect.metrics.summarize`'s output (``method`` as a column or as
+    ``summary`` is :func:`hubselect.evaluate.metrics.summarize`'s output (``method`` as a column or as
     the index). The random baseline, if any, is hatched grey.
     """
     table = summary

@@ -259,7 +259,7 @@ class DataSource:
                  timings: dict | None = None) -> Iterator[Prepared]:
         """The images of :meth:`sample` (same ones, same order, same ``skipped``), each through ``transform``.
 
-        ``transform`` maps an RGB image to a tensor (a probe's :meth:`~hubselect.probes.Probe.transform`).
+        ``transform`` maps an RGB image to a tensor (a probe's :meth:`~hubselect.profile.probes.Probe.transform`).
         ``workers`` and ``prefetch`` (images kept ready ahead of the caller) apply to folders; this
         generic version reads, decodes and transforms in the calling process. ``timings``, when given,
         is filled with seconds: ``read`` (listing, streaming, fetching), ``decode``, ``transform``

@@ -37,7 +37,7 @@ import numpy as np
 import pandas as pd
 
 from hubselect.errors import UserError
-from hubselect.zoo import Zoo, atomic_write_bytes
+from hubselect.zoo.format import Zoo, atomic_write_bytes
 
 PROFILE_FORMAT = "hubselect-profile/1"
 DEFAULT_N = 1000
@@ -198,7 +198,7 @@ def default_workers() -> int:
     beyond the first, at most 2 (``HUBSELECT_PROFILE_WORKERS`` overrides; 0 decodes in the process).
 
     The probe's forward pass already uses every core (torch's intra-op threads), so workers run at
-    a lower priority (:data:`hubselect.images.WORKER_NICE`) and decode in the cores' idle moments.
+    a lower priority (:data:`hubselect.profile.sources.WORKER_NICE`) and decode in the cores' idle moments.
     Measured on 2 CPU cores (``benchmarks/profile_bench.py``, see the README's "Dataset profiles"):
     one worker takes efficientnet from 68 to 39 ms per image and leaves clip as it was (48 / 47 ms);
     a second worker adds nothing there.
@@ -233,8 +233,8 @@ def profile_dataset(source: str, probe: str = "clip", n: int = DEFAULT_N, image_
     ``total``, plus ``images``, ``workers`` and ``batch_size``. Raises :class:`UserError` for an
     unknown probe, an unusable source, or fewer than two usable items.
     """
-    from hubselect.images import open_source
-    from hubselect.probes import get_probe, probe_class
+    from hubselect.profile.sources import open_source
+    from hubselect.profile.probes import get_probe, probe_class
 
     clock = time.perf_counter()
     t = timings if timings is not None else {}
@@ -414,7 +414,7 @@ def add_profile_to_zoo(zoo: Zoo, profile: Profile) -> dict:
     so bad input or a damaged zoo leaves the zoo untouched; each file is then written atomically,
     the profile first. Returns the profile's path and its distances to the other datasets.
     """
-    from hubselect.distance import frechet_to_many
+    from hubselect.profile.distance import frechet_to_many
 
     path = profile_path(zoo, profile.probe, profile.dataset)
     if path.is_file():

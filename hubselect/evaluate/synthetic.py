@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from hubselect.zoo import Zoo, ZooInfo, atomic_write_json
+from hubselect.zoo.format import Zoo, ZooInfo, atomic_write_json
 
 
 @dataclass

@@ -35,12 +35,13 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from hubselect import metrics
+from hubselect.evaluate import metrics
 from hubselect.errors import UserError
-from hubselect.metrics import normalized_rank
-from hubselect.ranker import TabularEncoder
-from hubselect.select import MatchAndChoose, ZooTables, dataset_feature_table
-from hubselect.zoo import Zoo
+from hubselect.evaluate.metrics import normalized_rank
+from hubselect.rank.predictors import TabularEncoder
+from hubselect.rank.estimator import MatchAndChoose, dataset_feature_table
+from hubselect.zoo.tables import ZooTables
+from hubselect.zoo.format import Zoo
 
 PAPER_PRESET = dict(prior="mean", blend=1.0, use_graph=True, rank_features=False, edge_features="hadamard", probe_components=None,
                     epochs=1, subsample=1e-3, predictor="catboost")
@@ -189,7 +190,7 @@ def leave_one_dataset_out(tables: ZooTables, methods: dict[str, MatchAndChoose |
                           baselines: bool = True, records: pd.DataFrame | None = None,
                           datasets: list[str] | None = None, seed: int = 0,
                           progress: Callable[[int, int, str], None] | None = None) -> pd.DataFrame:
-    """One row per (held-out dataset, method): top model and :data:`hubselect.metrics.ROW_KEYS`.
+    """One row per (held-out dataset, method): top model and :data:`hubselect.evaluate.metrics.ROW_KEYS`.
 
     ``records`` is the knowledge available for training (defaults to the zoo's); the held-out
     dataset's true scores always come from the zoo's full records. A (model, dataset) pair recorded
@@ -332,7 +333,7 @@ def ablation_study(tables: ZooTables, seed: int = 0, **_) -> pd.DataFrame:
 
 def predictor_study(tables: ZooTables, seed: int = 0, **_) -> pd.DataFrame:
     """Table 7: the predictor swapped under the same inputs."""
-    from hubselect.ranker import PREDICTORS
+    from hubselect.rank.predictors import PREDICTORS
     methods = {name: MatchAndChoose(seed=seed, predictor=name, **LEARNER_ONLY) for name in PREDICTORS}
     return metrics.summarize(leave_one_dataset_out(tables, methods, baselines=False, seed=seed))
 
@@ -402,7 +403,7 @@ def write_report(result: Evaluation, folder, zoo_dir=None) -> list:
     """CSV files, a markdown report and PNG plots of an evaluation."""
     from pathlib import Path
 
-    from hubselect import plots
+    from hubselect.evaluate import plots
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     written = []

@@ -38,7 +38,7 @@ def shipped_zoo_dir() -> Path:
     An installed wheel carries it as package data, ``hubselect/zoo_cache/``; in a clone (or an
     editable install) it is the repository's top-level ``zoo_cache/``.
     """
-    package = Path(__file__).resolve().parent
+    package = Path(__file__).resolve().parent.parent      # hubselect/
     installed = package / "zoo_cache"
     if (installed / "zoo.json").is_file():
         return installed

@@ -1,4 +1,4 @@
-"""``hubselect rank``: rank a zoo's models for a dataset (the paper's steps 3 and 4).
+"""MatchAndChoose, the estimator behind ``hubselect rank`` (the paper's steps 3 and 4).
 
 1. The matching graph holds every model and dataset of the zoo; model–dataset edges come from the
    fine-tuning records, dataset–dataset edges from profile distances. The target dataset enters
@@ -10,160 +10,26 @@
 3. A predictor learns each model's normalised rank on each dataset from
    [model features, dataset features, graph evidence], then predicts it for the target.
 
-A zoo without records is a cold start: the paper's published average ranking is returned for
-the models it covers, labelled as such.
+Above the learner sits the prior (a robust aggregate of the training datasets' rankings) and the
+blend between them, both chosen by an inner leave-one-dataset-out over the training datasets.
 """
 
 from __future__ import annotations
 
 import re
 import warnings
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from hubselect import prior
 from hubselect.errors import UserError
-from hubselect.metrics import normalized_rank
-from hubselect.ranker import TabularEncoder, make_predictor
-from hubselect.zoo import Zoo
-from hubselect.zoo_listing import plain_value
+from hubselect.evaluate.metrics import normalized_rank
+from hubselect.rank.predictors import TabularEncoder, make_predictor
+from hubselect.zoo.tables import ZooTables
 
 PROBE_COLUMN = re.compile(r"^(?P<probe>[A-Za-z][A-Za-z0-9-]*)_(?P<i>\d+)$")
-
-
-@dataclass
-class RankedModel:
-    rank: int
-    model: str
-    score: float | None            # expected rank position, 1 = best (measured: its true position)
-    confidence: float | None       # probability of the predicted rank bin; None when measured/prior
-    source: str                    # "predicted" | "measured" | "prior" | "unranked"
-    measured_score: float | None = None
-    tflops_per_image: float | None = None
-    license: str | None = None
-    params_denoiser_b: float | None = None     # billions
-    writers: int | None = None                 # measured: how many writers' results make the score
-    average_rank: float | None = None          # mean normalised rank over the zoo's datasets (0 = best)
-    evidence: list[dict] = field(default_factory=list)   # nearest known datasets and the model's rank there
-    why: str | None = None
-
-
-@dataclass
-class Ranking:
-    dataset: str
-    zoo: str
-    cold_start: bool
-    models: list[RankedModel]
-    metric: str
-    higher_is_better: bool
-    notes: list[str] = field(default_factory=list)
-    filters: dict = field(default_factory=dict)
-    filtered_out: list[str] = field(default_factory=list)
-    shortlist: dict | None = None
-
-    def to_dict(self) -> dict:
-        return {"dataset": self.dataset, "zoo": self.zoo, "cold_start": self.cold_start,
-                "metric": self.metric, "higher_is_better": self.higher_is_better,
-                "notes": self.notes, "filters": self.filters, "filtered_out": self.filtered_out,
-                "shortlist": self.shortlist, "ranking": [asdict(m) for m in self.models]}
-
-
-@dataclass
-class ZooTables:
-    """A zoo's tables as the ranker needs them."""
-
-    models: pd.DataFrame
-    records: pd.DataFrame
-    datasets: pd.DataFrame | None
-    distances: pd.DataFrame
-    info: pd.DataFrame | None
-    higher_is_better: bool
-    metric: str
-    probe: str | None
-
-    @classmethod
-    def load(cls, zoo: Zoo) -> "ZooTables":
-        meta = zoo.info
-        models = zoo.read_table("models")
-        if models is None:
-            raise UserError(f"zoo {zoo.path} has no models table")
-        records = zoo.read_table("records")
-        if records is None:
-            records = pd.DataFrame(columns=["model", "dataset", "score"])
-        records = checked_numbers(records, ["score", "initial_score"], zoo.table_path("records"))
-        records = records.dropna(subset=["score"])
-        if "metric" in records.columns:     # results measured with another metric are not comparable
-            records = records[records["metric"].isna() | (records["metric"] == meta.metric)]
-        records = aggregate_records(records)
-        distances = zoo.read_table("dataset_distances")
-        if distances is None:
-            distances = pd.DataFrame(columns=["dataset_a", "dataset_b", "distance"])
-        distances = checked_numbers(distances, ["distance"], zoo.table_path("dataset_distances"), non_negative=True)
-        return cls(models=models, records=records, datasets=zoo.read_table("datasets"), distances=distances,
-                   info=zoo.read_table("model_info"), higher_is_better=meta.higher_is_better,
-                   metric=meta.metric, probe=meta.probe)
-
-    def without(self, dataset: str) -> "ZooTables":
-        """The zoo as it looks to a dataset's own ranking when that dataset is held out: its records
-        removed; its features, profile and distances kept (they are known before any fine-tuning)."""
-        return self.with_records(self.records[self.records["dataset"] != dataset])
-
-    def with_records(self, records: pd.DataFrame) -> "ZooTables":
-        """The same zoo with other training records (a held-out or thinned view)."""
-        return replace(self, records=records)
-
-    def known_datasets(self) -> set[str]:
-        known = set(self.records["dataset"])
-        if self.datasets is not None:
-            known |= set(self.datasets["dataset"])
-        known |= set(self.distances["dataset_a"]) | set(self.distances["dataset_b"])
-        return known
-
-
-# No metric hubselect knows comes near this magnitude: a larger score is a typo or a forgery.
-SCORE_CAP = 1e9
-
-
-def checked_numbers(table: pd.DataFrame, columns: list[str], path, non_negative: bool = False) -> pd.DataFrame:
-    """``table`` with ``columns`` as floats, or :class:`UserError` naming the file, the row and the value
-    when one is text, infinite, larger than :data:`SCORE_CAP` in magnitude, or negative where it cannot be."""
-    table = table.copy()
-    for col in columns:
-        if col not in table.columns:
-            continue
-        raw = table[col]
-        values = pd.to_numeric(raw, errors="coerce")
-        problems = (("is not a number", raw.notna() & values.isna()),
-                    ("is not finite", values.notna() & ~np.isfinite(values.to_numpy(dtype=float, na_value=0.0))),
-                    (f"exceeds {SCORE_CAP:g} in magnitude", values.abs() > SCORE_CAP),
-                    ("is negative", (values < 0) if non_negative else values.isna() & False))
-        for what, mask in problems:
-            if mask.any():
-                row = int(np.flatnonzero(mask.to_numpy())[0])
-                raise UserError(f"{path}: {col} {raw.iloc[row]!r} in row {row + 2} {what}")
-        table[col] = values.astype(float)
-    return table
-
-
-def aggregate_records(records: pd.DataFrame) -> pd.DataFrame:
-    """One row per (model, dataset): each writer's median score, then the median across writers.
-
-    One writer counts once however many records it pushed (the shared edge dataset records the Hub
-    commit author of each file in ``writer``); rows without a writer are the zoo owner's ("local").
-    ``writers`` is the number of writers behind the score.
-    """
-    if records.empty:
-        return pd.DataFrame(columns=["model", "dataset", "score", "writers"])
-    rec = records.copy()
-    rec["writer"] = rec["writer"].fillna("local").astype(str) if "writer" in rec.columns else "local"
-    values = ["score"] + (["initial_score"] if "initial_score" in rec.columns else [])
-    per_writer = rec.groupby(["model", "dataset", "writer"], as_index=False, sort=True)[values].median()
-    out = per_writer.groupby(["model", "dataset"], as_index=False, sort=True)[values].median()
-    out["writers"] = per_writer.groupby(["model", "dataset"], sort=True)["writer"].nunique().to_numpy()
-    return out
 
 
 @dataclass
@@ -195,7 +61,7 @@ def dataset_feature_table(datasets: pd.DataFrame | None, probe: str | None) -> p
 
 def known_probe_names() -> list[str]:
     try:
-        from hubselect.probes import probe_names
+        from hubselect.profile.probes import probe_names
     except ImportError:
         return []
     return list(probe_names())
@@ -210,19 +76,29 @@ def _distances_for_probe(distances: pd.DataFrame, probe: str | None) -> pd.DataF
 # Robust aggregates of the training datasets' rankings: the prior the learner departs from. "mean"
 # is the paper's Overall baseline; the others resist one dataset that ranks a model oddly.
 PRIOR_AGGREGATES = ("mean", "median", "trimmed-mean", "mean-median")
+
+
 # How far the learned ranking may move the prior (0 = the prior alone, 1 = the learner alone).
 BLEND_GRID = (0.0, 0.25, 0.5, 0.75, 1.0)
+
+
 # How clearly a candidate must win the inner leave-one-dataset-out, in standard errors of its paired
 # gain. Aggregates are near-equal estimators of one quantity: on scores that are model quality plus
 # Gaussian noise (where the mean is best) one SE still left the mean on a quarter of seeded zoos,
 # two SE on one in 24. The blend keeps one SE: the learner departs from the prior only with evidence.
 PRIOR_SE, BLEND_SE = 2.0, 1.0
+
+
 SELECTOR_VERSION = 1          # bump when the choice's rules change: cached choices are then ignored
+
+
 GRAPH_DIM, GRAPH_WALKS, GRAPH_WALK_LENGTH = 32, 10, 20
+
+
 N_RANK_BINS = 10
+
+
 DEFAULT_PROBE = "clip"
-# `rank` suggests fine-tuning the first k models, k the smallest that held the best model this often.
-SHORTLIST_HIT_RATE = 0.9
 
 
 def aggregate_ranks(U: np.ndarray, how: str) -> np.ndarray:
@@ -336,7 +212,7 @@ class MatchAndChoose:
 
     # -- fit ---------------------------------------------------------------------------------------
 
-    def fit(self, tables: "ZooTables") -> "MatchAndChoose":
+    def fit(self, tables: ZooTables) -> "MatchAndChoose":
         """Learn from ``tables.records`` (use ``tables.without(dataset)`` to hold a dataset out)."""
         if self.edge_features not in EDGE_FEATURES:
             raise UserError(f"unknown edge features {self.edge_features!r}; choose from {', '.join(EDGE_FEATURES)}")
@@ -357,7 +233,7 @@ class MatchAndChoose:
         if choice is None:
             choice = self._choose(U)
             if cached is not None:
-                from hubselect.zoo import atomic_write_json
+                from hubselect.zoo.format import atomic_write_json
                 atomic_write_json(cached, {"prior": choice[0], "blend": choice[1], "scores": choice[2]})
         self.prior_name_, self.blend_, self.inner_scores_ = choice
         self.prior_u_ = aggregate_ranks(U.to_numpy(), self.prior_name_)
@@ -393,7 +269,7 @@ class MatchAndChoose:
         scores: dict = {}
         if len(datasets) < 3 or (len(candidates) == 1 and fixed_blend is not None):
             return candidates[0], (fixed_blend if fixed_blend is not None else 0.0), scores
-        from hubselect.metrics import weighted_tau
+        from hubselect.evaluate.metrics import weighted_tau
         truth = {d: self.train_[self.train_["dataset"] == d].set_index("model")["score"] for d in datasets}
         hib = self.tables_.higher_is_better
         M = U.to_numpy()
@@ -472,7 +348,7 @@ class _Learner:
     """The learned part of M&C: a predictor of each model's normalised rank on a dataset from
     [model features, dataset features, graph evidence], fitted on ``train``."""
 
-    def __init__(self, owner: MatchAndChoose, tables: "ZooTables", train: pd.DataFrame,
+    def __init__(self, owner: MatchAndChoose, tables: ZooTables, train: pd.DataFrame,
                  new_dataset: "NewDataset | None"):
         self.owner, self.tables, self.train, self.new_dataset = owner, tables, train, new_dataset
 
@@ -522,8 +398,8 @@ class _Learner:
         return self.predictor.predict(np.hstack([block(dataset) for block in self.target_blocks]))
 
     def _embed(self, train, datasets) -> dict:
-        from hubselect.graph import build_matching_graph
-        from hubselect.node2vec import embed
+        from hubselect.rank.graph.matching import build_matching_graph
+        from hubselect.rank.graph.node2vec import embed
         graph = build_matching_graph(train[["model", "dataset", "score"]], self.distances,
                                      self.tables.higher_is_better, models=self.models, datasets=datasets)
         return embed(graph, dim=GRAPH_DIM, num_walks=GRAPH_WALKS, walk_length=GRAPH_WALK_LENGTH, p=1.0, q=1.0,
@@ -556,7 +432,7 @@ def training_rows(records: pd.DataFrame, models: list[str], higher_is_better: bo
     return rec.reset_index(drop=True)
 
 
-def has_dataset_signal(tables: "ZooTables") -> bool:
+def has_dataset_signal(tables: ZooTables) -> bool:
     """Whether the zoo says anything about its datasets beyond their names: a distance, or a
     dataset feature that differs between datasets."""
     if len(_distances_for_probe(tables.distances, tables.probe)):
@@ -568,7 +444,7 @@ def has_dataset_signal(tables: "ZooTables") -> bool:
 
 
 def _hadamard(emb: dict, models: list[str], datasets: list[str]) -> np.ndarray:
-    from hubselect.graph import dataset_node, model_node
+    from hubselect.rank.graph.matching import dataset_node, model_node
     zero = np.zeros(GRAPH_DIM)
     return np.vstack([emb.get(model_node(m), zero) * emb.get(dataset_node(d), zero)
                       for m, d in zip(models, datasets)])
@@ -665,7 +541,7 @@ def _proximity(emb: dict, models: list[str], dataset: str) -> np.ndarray:
     Node2vec vectors of two different graphs live in unrelated bases, so only quantities that
     survive a rotation (angles, lengths) can be compared across graphs.
     """
-    from hubselect.graph import dataset_node, model_node
+    from hubselect.rank.graph.matching import dataset_node, model_node
     d = emb.get(dataset_node(dataset))
     if d is None:
         return np.zeros((len(models), 3))
@@ -677,307 +553,6 @@ def _proximity(emb: dict, models: list[str], dataset: str) -> np.ndarray:
     return np.column_stack([cos, (order - 1) / max(len(models) - 1, 1), dot])
 
 
-def _info_lookup(info: pd.DataFrame | None) -> dict[str, dict]:
-    if info is None:
-        return {}
-    return info.set_index("model").to_dict("index")
-
-
-def cold_start_ranking(tables: ZooTables) -> list[RankedModel]:
-    """The paper's published order for the models it covers, then the rest unranked."""
-    models = list(tables.models["model"])
-    covered = sorted((m for m in models if prior.prior_position(m) is not None), key=prior.prior_position)
-    rest = [m for m in models if prior.prior_position(m) is None]
-    out = [RankedModel(0, m, float(prior.prior_position(m)), None, "prior") for m in covered]
-    out += [RankedModel(0, m, None, None, "unranked") for m in rest]
-    return out
-
-
-def rank(dataset: str, zoo: str | Path | None = None, top: int | None = None, probe: str | None = None,
-         holdout: bool = False, predictor: str = "yetirank", seed: int = 0, n: int = 1000,
-         image_column: str | None = None, caption_column: str | None = None, split: str | None = None,
-         progress=None, method: MatchAndChoose | None = None, licenses: list[str] | None = None,
-         max_tflops: float | None = None, max_params: float | None = None,
-         shortlist_target: float = SHORTLIST_HIT_RATE) -> Ranking:
-    """Rank the zoo's models for ``dataset`` (a dataset the zoo knows, a Hub dataset ID or a folder).
-
-    ``licenses`` keeps only models under those licence IDs, ``max_tflops`` / ``max_params`` (denoiser,
-    billions) drop costlier ones; all three apply before ``top``. Every option is checked before any
-    work, on a cold start too.
-    """
-    z = Zoo.open(zoo)
-    tables = ZooTables.load(z)
-    if top is not None and top < 1:
-        raise UserError("--top must be at least 1")
-    for name, value in (("--max-tflops", max_tflops), ("--max-params", max_params)):
-        if value is not None and not (np.isfinite(value) and value > 0):
-            raise UserError(f"{name} must be a positive number, not {value}")
-    filters = _filters(licenses, max_tflops, max_params)
-    if method is None:
-        make_predictor(predictor)       # an unknown predictor is bad input whatever the zoo holds
-    if probe is not None:
-        from hubselect.probes import probe_class
-        probe_class(probe)          # an unknown probe is bad input whatever the dataset
-    probe = probe or tables.probe or DEFAULT_PROBE
-    notes: list[str] = []
-    shortlist = None
-    if tables.records.empty:
-        # Nothing to learn from: the dataset cannot change the answer, so it is checked, not profiled.
-        notes += check_dataset(dataset, tables)
-        ranked = cold_start_ranking(tables)
-        notes.append(f"cold start: this order is {prior.PRIOR_SOURCE}, "
-                     "the same for every dataset; records from `hubselect sync` (the shared edge dataset) or "
-                     "`hubselect finetune --push` make it specific to yours")
-        if probe != (tables.probe or DEFAULT_PROBE) or image_column or caption_column or split:
-            notes.append("cold start: the dataset is not profiled, so --probe and the column options change nothing")
-        cold = True
-    else:
-        cold = False
-        new_dataset = None
-        if dataset not in tables.known_datasets():
-            new_dataset = profile_new_dataset(z, dataset, probe, n=n, seed=seed, image_column=image_column,
-                                              caption_column=caption_column, split=split, progress=progress)
-            if new_dataset.distances.empty:
-                notes.append(f"no other dataset in the zoo is profiled with probe {probe!r}: "
-                             "the dataset enters the graph without dataset edges")
-        elif holdout and not (tables.records["dataset"] == dataset).any():
-            notes.append(f"{dataset} has no records to hold out")
-        own = tables.records[tables.records["dataset"] == dataset]
-        method = method or MatchAndChoose(predictor=predictor, seed=seed, cache_dir=selector_cache_dir())
-        view = replace(tables.without(dataset) if holdout else tables, probe=probe)
-        method.fit(view)
-        predicted = method.predict(dataset, new_dataset=new_dataset)
-        notes.append(method.describe())
-        ranked = _merge_measured(predicted, own.iloc[0:0] if holdout else own, tables.higher_is_better)
-        distances = _distances_for_probe(view.distances, probe)
-        if new_dataset is not None:
-            distances = pd.concat([distances, new_dataset.distances], ignore_index=True)
-        _explain(ranked, method.train_, distances, dataset, tables.higher_is_better)
-        shortlist = shortlist_for(replace(tables, probe=probe), method, shortlist_target)
-
-    info = _info_lookup(tables.info)
-    for r in ranked:
-        meta = info.get(r.model, {})
-        r.tflops_per_image = plain_value(meta.get("tflops_per_image"))
-        r.license = plain_value(meta.get("license"))
-        params = plain_value(meta.get("params_denoiser"))
-        r.params_denoiser_b = None if params is None else round(float(params) / 1e9, 3)
-        if cold:
-            r.why = (f"position {int(r.score)} in the published average ranking" if r.source == "prior"
-                     else "not in the published ranking")
-    ranked, dropped = _apply_filters(ranked, filters)
-    if dropped:
-        notes.append(f"filtered out ({_describe_filters(filters)}): " + ", ".join(dropped))
-    for i, r in enumerate(ranked, start=1):
-        r.rank = i
-    if top is not None:
-        ranked = ranked[:top]
-    return Ranking(dataset=dataset, zoo=str(z.path), cold_start=cold, models=ranked,
-                   metric=tables.metric, higher_is_better=tables.higher_is_better, notes=notes,
-                   filters=filters, filtered_out=dropped, shortlist=shortlist)
-
-
-# -- filters ----------------------------------------------------------------------------------------
-
-def _filters(licenses, max_tflops, max_params) -> dict:
-    out = {}
-    if licenses:
-        wanted = sorted({x.strip().lower() for item in licenses for x in item.split(",") if x.strip()})
-        if not wanted:
-            raise UserError("--license needs at least one licence ID (e.g. apache-2.0,openrail++)")
-        out["license"] = wanted
-    if max_tflops is not None:
-        out["max_tflops"] = float(max_tflops)
-    if max_params is not None:
-        out["max_params_b"] = float(max_params)
-    return out
-
-
-def _describe_filters(filters: dict) -> str:
-    parts = []
-    if "license" in filters:
-        parts.append("licence " + " or ".join(filters["license"]))
-    if "max_tflops" in filters:
-        parts.append(f"at most {filters['max_tflops']:g} TFLOP/image")
-    if "max_params_b" in filters:
-        parts.append(f"at most {filters['max_params_b']:g} B denoiser parameters")
-    return ", ".join(parts)
-
-
-def _apply_filters(ranked: list[RankedModel], filters: dict) -> tuple[list[RankedModel], list[str]]:
-    """Models that pass every filter, and the names of those that do not. A model whose licence or
-    cost is unknown does not pass a filter on it: nothing guarantees it would."""
-    kept, dropped = [], []
-    for r in ranked:
-        ok = True
-        if "license" in filters:
-            ok &= r.license is not None and str(r.license).lower() in filters["license"]
-        if "max_tflops" in filters:
-            ok &= r.tflops_per_image is not None and r.tflops_per_image <= filters["max_tflops"]
-        if "max_params_b" in filters:
-            ok &= r.params_denoiser_b is not None and r.params_denoiser_b <= filters["max_params_b"]
-        (kept if ok else dropped).append(r if ok else r.model)
-    return kept, dropped
-
-
-# -- why this order -----------------------------------------------------------------------------------
-
-EVIDENCE_NEIGHBOURS = 3
-
-
-def _explain(ranked: list[RankedModel], train: pd.DataFrame, distances: pd.DataFrame, dataset: str,
-             higher_is_better: bool) -> None:
-    """Fill each model's average rank, its rank on the nearest known datasets and a one-line why."""
-    near = {}
-    for a, b, d in zip(distances["dataset_a"], distances["dataset_b"], distances["distance"]):
-        if a == dataset and b != dataset:
-            near[b] = float(d)
-        elif b == dataset and a != dataset:
-            near[a] = float(d)
-    u = train.pivot_table(index="model", columns="dataset", values="u")
-    n_datasets = u.shape[1]
-    for r in ranked:
-        if r.model not in u.index:
-            r.why = "no record on any other dataset: placed by its features alone"
-            continue
-        row = u.loc[r.model].dropna()
-        r.average_rank = round(float(row.mean()), 4)
-        closest = sorted((d for d in row.index if d in near), key=lambda d: near[d])[:EVIDENCE_NEIGHBOURS]
-        r.evidence = [{"dataset": d, "distance": round(near[d], 6), "normalized_rank": round(float(row[d]), 4)}
-                      for d in closest]
-        why = f"on average {_pct(row.mean())} over {len(row)} of {n_datasets} datasets"
-        if closest:
-            why += "; nearest: " + ", ".join(f"{e['dataset']} {_pct(e['normalized_rank'])}" for e in r.evidence)
-        if r.source == "measured":
-            why = f"measured on this dataset ({r.measured_score:.4g}); " + why
-        r.why = why
-
-
-def _pct(u: float) -> str:
-    """A normalised rank as the share of models ahead of it: 0 = best → "top 0 %"."""
-    return f"top {100 * float(u):.0f} %"
-
-
-# -- how many to fine-tune ----------------------------------------------------------------------------
-
-def shortlist_for(tables: ZooTables, fitted: MatchAndChoose, target: float = SHORTLIST_HIT_RATE) -> dict | None:
-    """The smallest k such that the best model was among the first k on at least ``target`` of the
-    zoo's datasets, each ranked with its own records held out by the zoo's chosen prior and blend.
-
-    Computed once per zoo state and cached beside the selector's choice (None with under three datasets):
-    never at every rank, whatever selector ranks.
-    """
-    datasets = sorted(set(training_rows(tables.records, list(tables.models["model"]),
-                                        tables.higher_is_better)["dataset"]))
-    if len(datasets) < 3:
-        return None
-    replay = MatchAndChoose(predictor=fitted.predictor, prior=fitted.prior_name_, blend=fitted.blend_,
-                            use_features=fitted.use_features, use_graph=fitted.use_graph,
-                            edge_features=fitted.edge_features, rank_features=fitted.rank_features,
-                            probe_components=fitted.probe_components, epochs=fitted.epochs,
-                            subsample=fitted.subsample, seed=fitted.seed)
-    cache = replay.fit(tables)._cache_path_in(fitted.cache_dir or selector_cache_dir(), f"shortlist-{target}")
-    if cache.is_file():
-        try:
-            import json
-            data = json.loads(cache.read_text())
-            if {"k", "hit_rate", "datasets"} <= set(data):
-                return data
-        except (OSError, ValueError):
-            pass
-    positions = []
-    for d in datasets:
-        predicted = replay.fit(tables.without(d)).predict(d)
-        truth = tables.records[tables.records["dataset"] == d].groupby("model")["score"].mean()
-        goodness = truth if tables.higher_is_better else -truth
-        order = [m for m in predicted.sort_values(["score", "model"])["model"] if m in truth.index]
-        best = goodness.max()
-        positions.append(min(i for i, m in enumerate(order, start=1) if goodness[m] >= best - 1e-12 * abs(best)))
-    positions = np.array(positions)
-    k = next(k for k in range(1, positions.max() + 1) if np.mean(positions <= k) >= target)
-    out = {"k": int(k), "hit_rate": round(float(np.mean(positions <= k)), 4), "datasets": len(datasets)}
-    from hubselect.zoo import atomic_write_json
-    atomic_write_json(cache, out)
-    return out
-
-
 def selector_cache_dir() -> Path:
     from huggingface_hub import constants
     return Path(constants.HF_HOME) / "hubselect" / "selector-cache"
-
-
-def check_dataset(dataset: str, tables: ZooTables) -> list[str]:
-    """Check DATASET without profiling it (a cold start does not need its images).
-
-    A folder must hold images; anything else must be a Hub dataset ID that the Hub knows, asked
-    with one metadata call. Bad input raises :class:`UserError`; when the Hub cannot be asked
-    (offline, unreachable) the answer is a note saying the dataset was not checked.
-    """
-    from hubselect.errors import HubError
-    from hubselect.hub import HubClient, is_repo_id
-    from hubselect.images import FolderSource, dataset_hub_error
-    if dataset in tables.known_datasets():
-        return []
-    path = Path(dataset).expanduser()
-    if path.exists():
-        if not path.is_dir():
-            raise UserError(f"{dataset} is a file; DATASET must be an image folder or a Hub dataset ID")
-        FolderSource.open(path)          # raises when the folder holds no image
-        return []
-    canonical = re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", dataset) is not None     # e.g. "mnist"
-    if not (is_repo_id(dataset) or canonical):
-        raise UserError(f"{dataset}: no such folder, and not a Hub dataset ID (owner/name)")
-    try:
-        HubClient(retries=1, backoff=0.5, timeout=10).dataset_meta(dataset)
-    except HubError as exc:
-        if exc.reason in ("not_found", "unauthorized", "gated"):
-            raise dataset_hub_error(dataset, exc) from None
-        return [f"could not check that {dataset} exists on the Hub ({exc.reason})"]
-    return []
-
-
-def _merge_measured(predicted: pd.DataFrame, own: pd.DataFrame, higher_is_better: bool) -> list[RankedModel]:
-    """Measured models keep their measured order; predicted ones are placed among them by score.
-
-    A measured model's position is its true rank among the measured models, stretched onto the
-    scale of the whole zoo, so that both kinds sort on one axis.
-    """
-    n = len(predicted)
-    measured = own.groupby("model")["score"].mean()          # one row per model already (aggregate_records)
-    writers = own.groupby("model")["writers"].max() if "writers" in own.columns else {}
-    out = []
-    if len(measured):
-        u = normalized_rank(measured, higher_is_better)
-        for model, score in measured.items():
-            if model in set(predicted["model"]):
-                out.append(RankedModel(0, model, float(1 + u[model] * (n - 1)), None, "measured",
-                                       measured_score=float(score),
-                                       writers=int(writers[model]) if model in writers else None))
-    for row in predicted.itertuples():
-        if row.model not in measured.index:
-            confidence = None if pd.isna(row.confidence) else float(row.confidence)   # none from the prior alone
-            out.append(RankedModel(0, row.model, float(row.score), confidence, "predicted"))
-    # Ties broken by measured first, then by name, so the order is stable.
-    out.sort(key=lambda r: (r.score, r.source != "measured", r.model))
-    return out
-
-
-def profile_new_dataset(zoo: Zoo, dataset: str, probe: str, n: int, seed: int, image_column, caption_column,
-                        split, progress) -> NewDataset:
-    """Profile a dataset that the zoo does not know, without writing anything to the zoo."""
-    from hubselect import profiles
-    profile = profiles.profile_dataset(dataset, probe=probe, n=n, image_column=image_column,
-                                       caption_column=caption_column, split=split, name=dataset, seed=seed,
-                                       progress=progress)
-    others = profiles.load_zoo_profiles(zoo, probe)
-    others = [p for p in others if p.dataset != profile.dataset]
-    rows = []
-    if others:
-        from hubselect.distance import frechet_to_many
-        d = frechet_to_many(profile.mean, profile.covariance, [p.mean for p in others],
-                            [p.covariance for p in others])
-        rows = [{"dataset_a": dataset, "dataset_b": p.dataset, "distance": float(x), "probe": probe}
-                for p, x in zip(others, d)]
-    features = {f"{probe}_{i}": float(v) for i, v in enumerate(profile.mean)}
-    return NewDataset(name=dataset, features=features,
-                      distances=pd.DataFrame(rows, columns=["dataset_a", "dataset_b", "distance", "probe"]))
