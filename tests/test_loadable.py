@@ -23,7 +23,7 @@ from hubselect.crawlers.crawl import crawl
 from hubselect.errors import UserError
 from hubselect.finetune.trainer import load_pipeline, resolve_model
 from hubselect.hub import HubClient
-from hubselect.rank.loadable import LOADABLE, loadable_counterpart
+from hubselect.rank.loadable import LOADABLE, download_top, loadable_counterpart
 from hubselect.zoo.format import Zoo
 from tests.conftest import HUB_FIXTURES
 from tests.tiny_pipelines import build_pipeline
@@ -110,6 +110,24 @@ def test_download_assembles_one_loadable_folder(standins, tiny, tmp_path):
     # a repo that is its own pipeline downloads as before
     assert client.download_loadable_pipeline(PIXART_BASE, tmp_path / "base") == \
         client.download_pipeline(PIXART_BASE, tmp_path / "base2")
+
+
+def test_download_top_fetches_the_best_ranked_hub_repo(standins, tiny, tmp_path):
+    from types import SimpleNamespace
+
+    def ranking(*models):
+        return SimpleNamespace(models=[SimpleNamespace(model=m) for m in models])
+
+    # a local folder ranked first cannot be downloaded: the first Hub repo ID is the top pipeline
+    got = download_top(ranking(str(tmp_path / "local-pipeline"), PIXART, KOLORS), tmp_path / "top",
+                       client=HubClient(retries=0))
+    assert got["model"] == PIXART and got["path"] == str(tmp_path / "top") and f"transformer/{WEIGHTS}" in got["files"]
+    assert (tmp_path / "top" / "transformer" / WEIGHTS).read_bytes() == \
+        (tiny["own"] / "transformer" / WEIGHTS).read_bytes()
+    with pytest.raises(UserError, match="no ranked model is a Hub repo ID"):
+        download_top(ranking(str(tmp_path)), tmp_path / "none")
+    with pytest.raises(UserError, match="download of someone/missing failed"):
+        download_top(ranking("someone/missing"), tmp_path / "missing", client=HubClient(retries=0))
 
 
 def test_unlisted_transformer_only_repo_is_still_refused(standins, hub_root):

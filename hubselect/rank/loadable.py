@@ -14,11 +14,13 @@ loads them. A few that people rank and fine-tune are not:
 crawler records these facts in the zoo (``pipeline_class``, ``loadable_repo``,
 ``loadable_components``, ``loadable_source``); ``rank --download`` and ``finetune --model`` load the
 counterpart through :func:`loadable_counterpart`. A repo that is not listed is its own pipeline.
+:func:`download_top` fetches a ranking's top pipeline (``rank --download``, the scheduled refresh).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 
 @dataclass(frozen=True)
@@ -61,3 +63,34 @@ LOADABLE: dict[str, Loadable] = {
 def loadable_counterpart(model: str) -> Loadable | None:
     """The loadable counterpart of a Hub repo ID, or None when the repo is its own pipeline."""
     return LOADABLE.get(model)
+
+
+def top_hub_model(ranking):
+    """The best-ranked model of ``ranking`` that is a Hub repo ID (a local folder cannot be downloaded).
+
+    Raises UserError when no ranked model is one.
+    """
+    from hubselect.errors import UserError
+    from hubselect.hub import is_repo_id
+
+    for ranked in ranking.models:
+        if is_repo_id(ranked.model):
+            return ranked
+    raise UserError("no ranked model is a Hub repo ID: nothing to download")
+
+
+def download_top(ranking, directory: Path, variant: str | None = None, client=None) -> dict:
+    """Download the top Hub pipeline of ``ranking`` into ``directory`` (safetensors and configs only).
+
+    A repo that is not a loadable pipeline itself comes with its counterpart (:meth:`HubClient.
+    download_loadable_pipeline`). Returns ``{"model", "path", "files"}``; a failed download is a UserError.
+    """
+    from hubselect.errors import HubError, UserError
+    from hubselect.hub import HubClient
+
+    top = top_hub_model(ranking).model
+    try:
+        files = (client or HubClient()).download_loadable_pipeline(top, directory, variant=variant)
+    except HubError as exc:
+        raise UserError(f"download of {top} failed: {exc}") from None
+    return {"model": top, "path": str(directory), "files": files}
