@@ -13,42 +13,44 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Callable, TypeVar
 
-import huggingface_hub
 from huggingface_hub import HfApi, hf_hub_download, hf_hub_url
 from huggingface_hub import errors as hf_errors
-from huggingface_hub.utils import build_hf_headers, get_session, hf_raise_for_status
+from huggingface_hub.errors import HFValidationError
+from huggingface_hub.utils import build_hf_headers, get_session, hf_raise_for_status, validate_repo_id
 
-from hubselect.errors import HubError
+from hubselect.constants import ENV_HUB_BACKOFF, ENV_HUB_RETRIES, ENV_HUB_TIMEOUT, env_number
+from hubselect.constants import hf_endpoint as hub_endpoint, hf_offline as is_offline, hf_token as hub_token
+from hubselect.errors import HubError, HubUnauthorized, UserError, hub_error
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 TRANSIENT_STATUS = {408, 429, 500, 502, 503, 504}
-REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
-def is_repo_id(text: str) -> bool:
-    """``owner/name`` as the Hub spells repo IDs (no path, no URL)."""
-    return bool(REPO_ID.match(text)) and ".." not in text
+def is_repo_id(text: object, owner: bool = True) -> bool:
+    """A Hub repo ID as huggingface_hub validates it (no path, no URL, no ``--`` or ``..``); ``owner/name``
+    unless ``owner=False`` (canonical names such as ``mnist`` have no owner)."""
+    if not isinstance(text, str):
+        return False
+    try:
+        validate_repo_id(text)
+    except HFValidationError:
+        return False
+    return "/" in text or not owner
 
 
-def hub_endpoint() -> str:
-    return (os.environ.get("HF_ENDPOINT") or huggingface_hub.constants.ENDPOINT).rstrip("/")
-
-
-def hub_token() -> str | None:
-    """The token from ``HF_TOKEN`` or the one saved by ``hf auth login``; never printed."""
-    return os.environ.get("HF_TOKEN") or huggingface_hub.get_token()
-
-
-def is_offline() -> bool:
-    return os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in {"1", "ON", "YES", "TRUE"}
+def check_repo_id(value: object, what: str, owner: bool = True) -> str:
+    """``value`` when it is a valid repo ID, else a :class:`UserError` naming ``what`` it should be."""
+    if not is_repo_id(value, owner=owner):
+        shape = "owner/name" if owner else "name or owner/name"
+        raise UserError(f"{what} must be a Hub repo ID ({shape}), not {value!r}")
+    return value
 
 
 def _status_of(exc: BaseException) -> int | None:
@@ -77,6 +79,8 @@ def _classify(exc: BaseException) -> tuple[str, bool]:
             return "unauthorized", False
         if status == 404:
             return "not_found", False
+        if status == 429:
+            return "rate_limited", True
         if status in TRANSIENT_STATUS:
             return "server_error", True
         return f"http_{status}", False
@@ -113,9 +117,9 @@ class HubClient:
                  retries: int | None = None, backoff: float | None = None, timeout: float | None = None):
         self.endpoint = endpoint or hub_endpoint()
         self.token = token if token is not None else hub_token()
-        self.retries = retries if retries is not None else int(os.environ.get("HUBSELECT_HUB_RETRIES", "4"))
-        self.backoff = backoff if backoff is not None else float(os.environ.get("HUBSELECT_HUB_BACKOFF", "1.0"))
-        self.timeout = timeout if timeout is not None else float(os.environ.get("HUBSELECT_HUB_TIMEOUT", "30"))
+        self.retries = retries if retries is not None else env_number(ENV_HUB_RETRIES, 4, int)
+        self.backoff = backoff if backoff is not None else env_number(ENV_HUB_BACKOFF, 1.0)
+        self.timeout = timeout if timeout is not None else env_number(ENV_HUB_TIMEOUT, 30.0)
         self.api = HfApi(endpoint=self.endpoint, token=self.token)
 
     def _call(self, what: str, fn: Callable[[], T], retries: int | None = None) -> T:
@@ -128,7 +132,7 @@ class HubClient:
             except Exception as exc:  # classified below; anything unknown is re-raised as HubError
                 reason, transient = _classify(exc)
                 if not transient or attempt == retries:
-                    raise HubError(reason, f"{what}: {reason} ({_short(exc)})") from exc
+                    raise hub_error(reason, f"{what}: {reason} ({_short(exc)})") from exc
                 log.warning("%s: %s, retrying in %.1fs (%d/%d)", what, reason, delay, attempt + 1, retries)
                 time.sleep(delay)
                 delay *= 2
@@ -205,7 +209,7 @@ class HubClient:
     def whoami(self) -> dict:
         """The token's user: ``{"name": ..., "role": "read" | "write" | ...}``; ``unauthorized`` without a token."""
         if not self.token:
-            raise HubError("unauthorized", "no token: set HF_TOKEN or run `hf auth login`")
+            raise HubUnauthorized("unauthorized", "no token: set HF_TOKEN or run `hf auth login`")
 
         def run():
             info = self.api.whoami(token=self.token)
