@@ -69,5 +69,10 @@ def hf_home() -> Path:
     return Path(constants.HF_HOME)
 
 
+def hubselect_home() -> Path:
+    """``$HF_HOME/hubselect``: the user's zoo, the selector cache, downloaded pipelines, training runs."""
+    return hf_home() / "hubselect"
+
+
 def edges_repo() -> str:
     return env(ENV_EDGES_REPO) or DEFAULT_EDGES_REPO

@@ -69,10 +69,11 @@ def hub_user_error(exc: HubError, subject: str, *, write: bool = False) -> UserE
     if isinstance(exc, HubNotFound):
         return UserError(f"{subject} not found on the Hub (if it is private, set HF_TOKEN to a token with access)")
     if isinstance(exc, HubUnauthorized):
-        return UserError(f"{subject}: no {access} access; set HF_TOKEN to a token with {access} access "
-                         "(or run `hf auth login`)")
+        return UserError(f"{subject} not found on the Hub, or private with no {access} access for this token: "
+                         f"set HF_TOKEN to a token with {access} access (or run `hf auth login`)")
     if isinstance(exc, HubGated):
-        return UserError(f"{subject} is gated: accept its conditions on the Hub and set HF_TOKEN to a token with access")
+        return UserError(f"{subject} is gated: accept its conditions on the Hub and set HF_TOKEN to a token "
+                         "with access")
     if isinstance(exc, HubRateLimited):
         return UserError(f"{subject}: the Hub is rate-limiting requests; wait and retry (a token raises the limit)")
     if isinstance(exc, HubOffline):

@@ -34,6 +34,7 @@ from typing import Any
 
 import torch
 
+from hubselect.constants import DEFAULT_PROBE
 from hubselect.errors import HubError, UserError
 from hubselect.finetune.data import load_training_data, open_training_source, to_pixels
 from hubselect.finetune.families import Family, detect_family
@@ -61,7 +62,7 @@ class FinetuneConfig:
     max_samples: int = 10_000
     sample_steps: int = 30              # denoising steps when generating validation images
     guidance_scale: float | None = None  # None: the pipeline's default
-    probe: str = "clip"
+    probe: str = DEFAULT_PROBE
     weight_decay: float = 1e-2          # AdamW, as diffusers' examples
     max_grad_norm: float = 1.0
     mixed_precision: str = "no"
@@ -215,8 +216,7 @@ def _model_error(model: str, exc: HubError, client) -> UserError:
 
 def download_model(resolved: ResolvedModel, client=None) -> Path:
     """The pipeline's files on disk (safetensors, configs, tokenizers; never code or pickle)."""
-    from huggingface_hub import constants
-
+    from hubselect.constants import hubselect_home
     from hubselect.hub import HubClient
     from hubselect.profile.profiles import dataset_slug
 
@@ -226,7 +226,7 @@ def download_model(resolved: ResolvedModel, client=None) -> Path:
     folder = f"{dataset_slug(resolved.repo_id)}@{resolved.sha}"
     if resolved.loadable is not None:   # the counterpart's commit is part of what is loaded
         folder += f"+{dataset_slug(resolved.loadable.repo)}@{resolved.loadable_sha}"
-    target = Path(constants.HF_HOME) / "hubselect" / "pipelines" / folder
+    target = hubselect_home() / "pipelines" / folder
     try:
         client.download_loadable_pipeline(resolved.repo_id, target)
     except HubError as exc:
@@ -237,7 +237,6 @@ def download_model(resolved: ResolvedModel, client=None) -> Path:
 
 def load_pipeline(resolved: ResolvedModel, dtype: torch.dtype = torch.float32):
     from diffusers import DiffusionPipeline
-
     from diffusers.utils import logging as diffusers_logging
     from transformers.utils import logging as transformers_logging
 
@@ -600,8 +599,8 @@ class Trainer:
         self.denoiser = accelerator.unwrap_model(model)
 
     def _finish(self, lora, state: dict, losses: list[float], start: int, started: float) -> FinetuneResult:
-        from hubselect.share.records import make_record
         from hubselect.finetune.scoring import metric_name
+        from hubselect.share.records import make_record
 
         cfg, data = self.config, self.data
         eval_after = self._eval_loss(self.denoiser)
@@ -667,7 +666,6 @@ class Trainer:
 def default_run_dir(model: str, dataset: str, key: str) -> Path:
     """``$HF_HOME/hubselect/runs/<model>__<dataset>__<settings hash>``: running the same command
     again finds the same folder and resumes."""
-    from huggingface_hub import constants
-
+    from hubselect.constants import hubselect_home
     from hubselect.profile.profiles import dataset_slug
-    return Path(constants.HF_HOME) / "hubselect" / "runs" / f"{dataset_slug(model)}__{dataset_slug(dataset)}__{key}"
+    return hubselect_home() / "runs" / f"{dataset_slug(model)}__{dataset_slug(dataset)}__{key}"

@@ -1,7 +1,7 @@
 """Probes: pretrained networks that turn a dataset's images (or captions) into embeddings.
 
 A dataset profile is the mean and covariance of a probe's embeddings over a sample of the dataset
-(:mod:`hubselect.profiles`); profiles are only compared with profiles of the same probe.
+(:mod:`hubselect.profile.profiles`); profiles are only compared with profiles of the same probe.
 
 =============  ========  ====  =======================================================================
 name           modality  dim   weights
@@ -37,7 +37,8 @@ from typing import Sequence
 
 import numpy as np
 
-from hubselect.errors import HubError, UserError
+from hubselect.constants import DEFAULT_PROBE
+from hubselect.errors import HubError, HubOffline, UserError, hub_user_error
 
 
 def _default_device() -> str:
@@ -143,12 +144,12 @@ class ClipProbe(Probe):
             return cached
         try:
             if is_offline():
-                raise HubError("offline", "HF_HUB_OFFLINE is set and the weights are not in the cache")
+                raise HubOffline("offline", "HF_HUB_OFFLINE is set and the weights are not in the cache")
             meta = HubClient(retries=0).repo_meta(self.hf_repo)
             return HubClient().download(self.hf_repo, self.hf_file, revision=meta.sha)
         except HubError as exc:
-            raise UserError(f"the clip probe's weights ({self.hf_repo}/{self.hf_file}) could not be fetched "
-                            f"from the Hub ({exc.reason}); without the Hub use --probe efficientnet") from None
+            raise UserError(f"the clip probe's weights could not be fetched: {hub_user_error(exc, self.hf_repo)}; "
+                            "without the Hub use --probe efficientnet") from None
 
     def _load(self) -> None:
         import open_clip
@@ -401,6 +402,15 @@ def probe_class(name: str) -> type[Probe]:
         return PROBES[name]
     except KeyError:
         raise UserError(f"unknown probe {name!r} (available: {', '.join(PROBES)})") from None
+
+
+def resolve_probe(requested: str | None, zoo_probe: str | None = None) -> str:
+    """The probe a command uses: the one asked for (checked against the registry), else the zoo's, else
+    :data:`hubselect.constants.DEFAULT_PROBE`. The one place that makes this choice."""
+    if requested is not None:
+        probe_class(requested)          # an unknown probe is bad input, whatever the rest
+        return requested
+    return zoo_probe or DEFAULT_PROBE
 
 
 def get_probe(name: str, device: str | None = None) -> Probe:

@@ -36,12 +36,12 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
+from hubselect.constants import DEFAULT_PROBE, ENV_PROFILE_WORKERS, env, env_number, probe_name_ok
 from hubselect.errors import UserError
 from hubselect.zoo.format import Zoo, atomic_write_bytes
 
 PROFILE_FORMAT = "hubselect-profile/1"
 DEFAULT_N = 1000
-_PROBE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9-]*$")
 
 Progress = Callable[[int, int, "str | None"], None]
 
@@ -203,12 +203,8 @@ def default_workers() -> int:
     one worker takes efficientnet from 68 to 39 ms per image and leaves clip as it was (48 / 47 ms);
     a second worker adds nothing there.
     """
-    value = os.environ.get("HUBSELECT_PROFILE_WORKERS", "").strip()
-    if value:
-        try:
-            return max(0, int(value))
-        except ValueError:
-            raise UserError(f"HUBSELECT_PROFILE_WORKERS must be a whole number, not {value!r}") from None
+    if env(ENV_PROFILE_WORKERS) is not None:
+        return max(0, env_number(ENV_PROFILE_WORKERS, 0, int))
     try:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover - not Linux
@@ -216,7 +212,7 @@ def default_workers() -> int:
     return max(0, min(2, cores - 1))
 
 
-def profile_dataset(source: str, probe: str = "clip", n: int = DEFAULT_N, image_column: str | None = None,
+def profile_dataset(source: str, probe: str = DEFAULT_PROBE, n: int = DEFAULT_N, image_column: str | None = None,
                     caption_column: str | None = None, split: str | None = None, name: str | None = None,
                     seed: int = 0, progress: Progress | None = None, device: str | None = None,
                     workers: int | None = None, batch_size: int | None = None,
@@ -233,8 +229,8 @@ def profile_dataset(source: str, probe: str = "clip", n: int = DEFAULT_N, image_
     ``total``, plus ``images``, ``workers`` and ``batch_size``. Raises :class:`UserError` for an
     unknown probe, an unusable source, or fewer than two usable items.
     """
-    from hubselect.profile.sources import open_source
     from hubselect.profile.probes import get_probe, probe_class
+    from hubselect.profile.sources import open_source
 
     clock = time.perf_counter()
     t = timings if timings is not None else {}
@@ -318,7 +314,7 @@ def dataset_slug(dataset: str) -> str:
 
 
 def profile_path(zoo: Zoo, probe: str, dataset: str) -> Path:
-    if not _PROBE_NAME.match(probe):
+    if not probe_name_ok(probe):
         raise UserError(f"invalid probe name {probe!r}")
     return zoo.path / "profiles" / probe / f"{dataset_slug(dataset)}.safetensors"
 
@@ -335,7 +331,7 @@ def load_profile(zoo: Zoo, dataset: str, probe: str) -> Profile | None:
 def load_zoo_profiles(zoo: Zoo, probe: str) -> list[Profile]:
     """Every profile the zoo holds for ``probe``, sorted by dataset name."""
     folder = zoo.path / "profiles" / probe
-    if not _PROBE_NAME.match(probe) or not folder.is_dir():
+    if not probe_name_ok(probe) or not folder.is_dir():
         return []
     profiles = [Profile.load(p) for p in sorted(folder.glob("*.safetensors"))]
     return sorted((p for p in profiles if p.probe == probe), key=lambda p: p.dataset)
@@ -407,6 +403,21 @@ def _blas_single_thread():
     return threadpool_limits(limits=1, user_api="blas")
 
 
+def distances_to_zoo(zoo: Zoo, profile: Profile) -> dict[str, float]:
+    """Fréchet distance from ``profile`` to every other dataset the zoo has profiled with the same probe
+    and dimension: the one rule for a new profile's distances, used by ``profile`` and by ``rank``."""
+    from hubselect.profile.distance import frechet_to_many
+
+    others = [p for p in load_zoo_profiles(zoo, profile.probe) if p.dataset != profile.dataset]
+    others = [p for p in others if p.dim == profile.dim]
+    if not others:
+        return {}
+    with _blas_single_thread():
+        values = frechet_to_many(profile.mean, profile.covariance, [p.mean for p in others],
+                                 [p.covariance for p in others])
+    return {p.dataset: float(v) for p, v in zip(others, np.asarray(values, dtype=np.float64), strict=True)}
+
+
 def add_profile_to_zoo(zoo: Zoo, profile: Profile) -> dict:
     """Write ``profile`` into the zoo and update ``datasets`` and ``dataset_distances``.
 
@@ -414,22 +425,13 @@ def add_profile_to_zoo(zoo: Zoo, profile: Profile) -> dict:
     so bad input or a damaged zoo leaves the zoo untouched; each file is then written atomically,
     the profile first. Returns the profile's path and its distances to the other datasets.
     """
-    from hubselect.profile.distance import frechet_to_many
-
     path = profile_path(zoo, profile.probe, profile.dataset)
     if path.is_file():
         current = Profile.load(path)
         if current.dataset != profile.dataset:
             raise UserError(f"{path} already holds dataset {current.dataset!r}; profile {profile.dataset!r} "
                             "under another --name")
-    others = [p for p in load_zoo_profiles(zoo, profile.probe) if p.dataset != profile.dataset]
-    others = [p for p in others if p.dim == profile.dim]
-    distances: dict[str, float] = {}
-    if others:
-        with _blas_single_thread():
-            values = frechet_to_many(profile.mean, profile.covariance, [p.mean for p in others],
-                                     [p.covariance for p in others])
-        distances = {p.dataset: float(v) for p, v in zip(others, np.asarray(values, dtype=np.float64), strict=True)}
+    distances = distances_to_zoo(zoo, profile)
     datasets_table = _updated_datasets_table(zoo.read_table("datasets"), profile)
     distances_table = _updated_distances_table(zoo.read_table("dataset_distances"), profile, distances)
     data = profile.to_bytes()

@@ -46,7 +46,9 @@ from typing import Iterator
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from hubselect.errors import HubError, UserError
+from hubselect.constants import ENV_WORKER_NICE, env_number
+from hubselect.errors import HubError, UserError, hub_user_error
+from hubselect.hub import is_repo_id
 
 #: Images with more pixels than this are refused as decompression bombs (8192 x 8192).
 MAX_PIXELS = 8192 * 8192
@@ -69,7 +71,6 @@ CAPTION_COLUMN_NAMES = ("caption", "captions", "text", "prompt", "prompts", "sen
                         "alt_text", "title", "txt", "label_text", "additional_feature")
 _NOT_CAPTION = re.compile(r"(^|_)(url|uri|path|file|file_name|filename|id|hash|sha|md5|key|license|source)s?$",
                           re.IGNORECASE)
-_REPO_ID = re.compile(r"^(?:[A-Za-z0-9][A-Za-z0-9._-]*/)?[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 # Why an item was skipped.
 NOT_AN_IMAGE = "not_an_image"     # not an image file at all (or an empty one)
@@ -363,7 +364,7 @@ def open_source(source: str | os.PathLike, image_column: str | None = None, capt
             raise UserError(f"{text} is a file: DATASET must be an image folder or a Hub dataset ID")
         return FolderSource.open(path, image_column=image_column, caption_column=caption_column, split=split,
                                  need_captions=need_captions)
-    if _REPO_ID.match(text) and ".." not in text and "--" not in text:
+    if is_repo_id(text, owner=False):          # canonical datasets ("mnist") have no owner
         return HubSource.open(text, image_column=image_column, caption_column=caption_column, split=split,
                               need_images=need_images, need_captions=need_captions)
     raise UserError(f"{text}: no such folder, and not a Hub dataset ID (owner/name)")
@@ -571,7 +572,7 @@ class _FolderItems:
 
 
 #: Scheduling priority of the decoding workers (os.nice increment; 0 keeps the caller's).
-WORKER_NICE = int(os.environ.get("HUBSELECT_WORKER_NICE", "10"))
+WORKER_NICE = env_number(ENV_WORKER_NICE, 10, int)
 
 
 def _worker_init(worker_id: int) -> None:
@@ -603,18 +604,8 @@ def _stack_chunk(items: list) -> tuple[list, object]:
 # ------------------------------------------------------------------------------------------------
 
 def dataset_hub_error(repo_id: str, exc: HubError) -> UserError:
-    """What a user should know when the Hub refuses or lacks a dataset."""
-    reason = exc.reason
-    if reason == "not_found":
-        return UserError(f"dataset {repo_id} not found on the Hub (if it is private, set HF_TOKEN)")
-    if reason == "unauthorized":
-        return UserError(f"dataset {repo_id} not found on the Hub, or private: set HF_TOKEN to a token with access")
-    if reason == "gated":
-        return UserError(f"dataset {repo_id} is gated: accept its conditions on the Hub and set HF_TOKEN "
-                         "to a token with access")
-    if reason == "offline":
-        return UserError(f"HF_HUB_OFFLINE is set: cannot stream dataset {repo_id}; profile a local image folder")
-    return UserError(f"dataset {repo_id}: the Hub could not be reached ({exc})")
+    """What a user should know when the Hub refuses or lacks a dataset (worded by hub_user_error)."""
+    return hub_user_error(exc, f"dataset {repo_id}")
 
 
 def _image_like(feature) -> bool:
@@ -641,6 +632,7 @@ class HubSource(DataSource):
     def open(cls, repo_id: str, image_column: str | None = None, caption_column: str | None = None,
              split: str | None = None, need_images: bool = True, need_captions: bool = False) -> "HubSource":
         import datasets
+
         from hubselect.hub import HubClient
 
         client = HubClient()

@@ -8,7 +8,6 @@ the models it covers, labelled as such.
 
 from __future__ import annotations
 
-import re
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -19,10 +18,9 @@ from hubselect.errors import UserError
 from hubselect.evaluate.metrics import normalized_rank
 from hubselect.rank import prior
 from hubselect.rank.estimator import (
-    DEFAULT_PROBE,
     MatchAndChoose,
     NewDataset,
-    _distances_for_probe,
+    distances_for_probe,
     selector_cache_dir,
     training_rows,
 )
@@ -111,10 +109,8 @@ def rank(dataset: str, zoo: str | Path | None = None, top: int | None = None, pr
     filters = _filters(licenses, max_tflops, max_params)
     if method is None:
         make_predictor(predictor)       # an unknown predictor is bad input whatever the zoo holds
-    if probe is not None:
-        from hubselect.profile.probes import probe_class
-        probe_class(probe)          # an unknown probe is bad input whatever the dataset
-    probe = probe or tables.probe or DEFAULT_PROBE
+    from hubselect.profile.probes import resolve_probe
+    probe = resolve_probe(probe, tables.probe)
     notes: list[str] = []
     shortlist = None
     if tables.records.empty:
@@ -124,7 +120,7 @@ def rank(dataset: str, zoo: str | Path | None = None, top: int | None = None, pr
         notes.append(f"cold start: this order is {prior.PRIOR_SOURCE}, "
                      "the same for every dataset; records from `hubselect sync` (the shared edge dataset) or "
                      "`hubselect finetune --push` make it specific to yours")
-        if probe != (tables.probe or DEFAULT_PROBE) or image_column or caption_column or split:
+        if probe != resolve_probe(None, tables.probe) or image_column or caption_column or split:
             notes.append("cold start: the dataset is not profiled, so --probe and the column options change nothing")
         cold = True
     else:
@@ -145,7 +141,7 @@ def rank(dataset: str, zoo: str | Path | None = None, top: int | None = None, pr
         predicted = method.predict(dataset, new_dataset=new_dataset)
         notes.append(method.describe())
         ranked = _merge_measured(predicted, own.iloc[0:0] if holdout else own, tables.higher_is_better)
-        distances = _distances_for_probe(view.distances, probe)
+        distances = distances_for_probe(view.distances, probe)
         if new_dataset is not None:
             distances = pd.concat([distances, new_dataset.distances], ignore_index=True)
         _explain(ranked, method.train_, distances, dataset, tables.higher_is_better)
@@ -298,7 +294,7 @@ def check_dataset(dataset: str, tables: ZooTables) -> list[str]:
     with one metadata call. Bad input raises :class:`UserError`; when the Hub cannot be asked
     (offline, unreachable) the answer is a note saying the dataset was not checked.
     """
-    from hubselect.errors import HubError
+    from hubselect.errors import HubError, HubGated, HubNotFound, HubUnauthorized
     from hubselect.hub import HubClient, is_repo_id
     from hubselect.profile.sources import FolderSource, dataset_hub_error
     if dataset in tables.known_datasets():
@@ -309,13 +305,12 @@ def check_dataset(dataset: str, tables: ZooTables) -> list[str]:
             raise UserError(f"{dataset} is a file; DATASET must be an image folder or a Hub dataset ID")
         FolderSource.open(path)          # raises when the folder holds no image
         return []
-    canonical = re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", dataset) is not None     # e.g. "mnist"
-    if not (is_repo_id(dataset) or canonical):
+    if not is_repo_id(dataset, owner=False):          # canonical datasets ("mnist") have no owner
         raise UserError(f"{dataset}: no such folder, and not a Hub dataset ID (owner/name)")
     try:
         HubClient(retries=1, backoff=0.5, timeout=10).dataset_meta(dataset)
     except HubError as exc:
-        if exc.reason in ("not_found", "unauthorized", "gated"):
+        if isinstance(exc, (HubNotFound, HubUnauthorized, HubGated)):
             raise dataset_hub_error(dataset, exc) from None
         return [f"could not check that {dataset} exists on the Hub ({exc.reason})"]
     return []
@@ -350,19 +345,11 @@ def _merge_measured(predicted: pd.DataFrame, own: pd.DataFrame, higher_is_better
 def profile_new_dataset(zoo: Zoo, dataset: str, probe: str, n: int, seed: int, image_column, caption_column,
                         split, progress) -> NewDataset:
     """Profile a dataset that the zoo does not know, without writing anything to the zoo."""
-    from hubselect.profile import profiles
-    profile = profiles.profile_dataset(dataset, probe=probe, n=n, image_column=image_column,
-                                       caption_column=caption_column, split=split, name=dataset, seed=seed,
-                                       progress=progress)
-    others = profiles.load_zoo_profiles(zoo, probe)
-    others = [p for p in others if p.dataset != profile.dataset]
-    rows = []
-    if others:
-        from hubselect.profile.distance import frechet_to_many
-        d = frechet_to_many(profile.mean, profile.covariance, [p.mean for p in others],
-                            [p.covariance for p in others])
-        rows = [{"dataset_a": dataset, "dataset_b": p.dataset, "distance": float(x), "probe": probe}
-                for p, x in zip(others, d)]
+    from hubselect.profile.profiles import distances_to_zoo, profile_dataset
+    profile = profile_dataset(dataset, probe=probe, n=n, image_column=image_column, caption_column=caption_column,
+                              split=split, name=dataset, seed=seed, progress=progress)
+    rows = [{"dataset_a": dataset, "dataset_b": other, "distance": d, "probe": probe}
+            for other, d in distances_to_zoo(zoo, profile).items()]
     features = {f"{probe}_{i}": float(v) for i, v in enumerate(profile.mean)}
     return NewDataset(name=dataset, features=features,
                       distances=pd.DataFrame(rows, columns=["dataset_a", "dataset_b", "distance", "probe"]))

@@ -24,12 +24,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from hubselect.constants import PROBE_NAME
 from hubselect.errors import UserError
 from hubselect.evaluate.metrics import normalized_rank
 from hubselect.rank.predictors import TabularEncoder, make_predictor
 from hubselect.zoo.tables import ZooTables
 
-PROBE_COLUMN = re.compile(r"^(?P<probe>[A-Za-z][A-Za-z0-9-]*)_(?P<i>\d+)$")
+PROBE_COLUMN = re.compile(rf"^(?P<probe>{PROBE_NAME.pattern})_(?P<i>\d+)$")     # a probe's mean, e.g. clip_0
 
 
 @dataclass
@@ -60,14 +61,11 @@ def dataset_feature_table(datasets: pd.DataFrame | None, probe: str | None) -> p
 
 
 def known_probe_names() -> list[str]:
-    try:
-        from hubselect.profile.probes import probe_names
-    except ImportError:
-        return []
-    return list(probe_names())
+    from hubselect.profile.probes import probe_names
+    return probe_names()
 
 
-def _distances_for_probe(distances: pd.DataFrame, probe: str | None) -> pd.DataFrame:
+def distances_for_probe(distances: pd.DataFrame, probe: str | None) -> pd.DataFrame:
     if "probe" in distances.columns and probe is not None:
         return distances[distances["probe"] == probe]
     return distances
@@ -98,7 +96,6 @@ GRAPH_DIM, GRAPH_WALKS, GRAPH_WALK_LENGTH = 32, 10, 20
 N_RANK_BINS = 10
 
 
-DEFAULT_PROBE = "clip"
 
 
 def aggregate_ranks(U: np.ndarray, how: str) -> np.ndarray:
@@ -357,7 +354,7 @@ class _Learner:
         probe = tables.probe
         models = list(tables.models["model"])
         datasets_df = dataset_feature_table(tables.datasets, probe)
-        distances = _distances_for_probe(tables.distances, probe)
+        distances = distances_for_probe(tables.distances, probe)
         extra = [] if self.new_dataset is None else [self.new_dataset.name]
         if self.new_dataset is not None:
             distances = pd.concat([distances, self.new_dataset.distances], ignore_index=True)
@@ -435,7 +432,7 @@ def training_rows(records: pd.DataFrame, models: list[str], higher_is_better: bo
 def has_dataset_signal(tables: ZooTables) -> bool:
     """Whether the zoo says anything about its datasets beyond their names: a distance, or a
     dataset feature that differs between datasets."""
-    if len(_distances_for_probe(tables.distances, tables.probe)):
+    if len(distances_for_probe(tables.distances, tables.probe)):
         return True
     features = dataset_feature_table(tables.datasets, tables.probe)
     if features is None:
@@ -554,5 +551,5 @@ def _proximity(emb: dict, models: list[str], dataset: str) -> np.ndarray:
 
 
 def selector_cache_dir() -> Path:
-    from huggingface_hub import constants
-    return Path(constants.HF_HOME) / "hubselect" / "selector-cache"
+    from hubselect.constants import hubselect_home
+    return hubselect_home() / "selector-cache"

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -18,10 +17,10 @@ from typing import Any
 
 import pandas as pd
 
+from hubselect.constants import DEFAULT_PROBE, ENV_ZOO, PROBE_NAME, env, hubselect_home
 from hubselect.errors import UserError
 
 ZOO_FORMAT = 1
-PROBE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9-]{0,63}")
 TABLE_SUFFIXES = (".parquet", ".csv")
 # Columns each table must carry; everything else in a table is free-form.
 REQUIRED_COLUMNS = {
@@ -47,8 +46,7 @@ def shipped_zoo_dir() -> Path:
 
 def user_zoo_dir() -> Path:
     """The user's own zoo, ``$HF_HOME/hubselect/zoo``: where commands write when no zoo is named."""
-    from huggingface_hub import constants
-    return Path(constants.HF_HOME) / "hubselect" / "zoo"
+    return hubselect_home() / "zoo"
 
 
 def default_zoo_dir(write: bool = False) -> Path:
@@ -58,9 +56,9 @@ def default_zoo_dir(write: bool = False) -> Path:
     reading uses the user's zoo (:func:`user_zoo_dir`) when it exists, else the shipped one;
     ``write=True`` returns the user's zoo, first made as a copy of the shipped one.
     """
-    env = os.environ.get("HUBSELECT_ZOO")
-    if env:
-        return Path(env)
+    named = env(ENV_ZOO)
+    if named:
+        return Path(named)
     user = user_zoo_dir()
     if write:
         return ensure_user_zoo()
@@ -139,7 +137,7 @@ def atomic_write_json(path: Path, obj: Any) -> None:
 class ZooInfo:
     metric: str = "clip-fid"
     higher_is_better: bool = False
-    probe: str | None = "clip"
+    probe: str | None = DEFAULT_PROBE
     format: int = ZOO_FORMAT
 
     def to_dict(self) -> dict:
