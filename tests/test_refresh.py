@@ -1,8 +1,8 @@
-"""The scheduled zoo refresh (scripts/refresh_zoo.py) against the local Hub endpoint, as the workflow runs it."""
+"""The scheduled zoo refresh (hubselect.refresh, `hubselect refresh`) against the local Hub endpoint, as the
+workflow runs it."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import shutil
@@ -13,31 +13,32 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from hubselect.refresh import DEFAULT_TOLERANCE, guard, load_config
+from tests.cli_helpers import run_cli
 from tests.conftest import HUB_FIXTURES
 from tests.hub_server import make_repo
 from tests.tiny_pipelines import build_pipeline
 
 REPO = Path(__file__).resolve().parents[1]
-SCRIPT = REPO / "scripts" / "refresh_zoo.py"
 FAST_HUB = {"HUBSELECT_HUB_RETRIES": "1", "HUBSELECT_HUB_BACKOFF": "0.01", "HUBSELECT_HUB_TIMEOUT": "10"}
 DERIVED = {"model_info.csv", "models.csv", "feature_schema.json"}   # rebuilt from crawl/ by every crawl
 
 
-def _load_script():
-    spec = importlib.util.spec_from_file_location("refresh_zoo", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["refresh_zoo"] = module
-    spec.loader.exec_module(module)
-    return module
+def run_refresh(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    """`hubselect refresh ARGS...` in a fresh interpreter, as the workflow runs it."""
+    return run_cli("refresh", *map(str, args), env={**FAST_HUB, **(env or {})}, timeout=300)
 
 
-refresh_zoo = _load_script()
+def refresh_main(monkeypatch, *args: str) -> int:
+    """`hubselect refresh ARGS...` in this process (its output in capsys); returns the exit code."""
+    from hubselect.cli.root import main
 
-
-def run_script(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    """The script in a fresh interpreter, as the workflow runs it."""
-    return subprocess.run([sys.executable, str(SCRIPT), *map(str, args)], capture_output=True, text=True,
-                          cwd=REPO, env={**os.environ, **FAST_HUB, **(env or {})}, timeout=300)
+    monkeypatch.setattr(sys, "argv", ["hubselect", "refresh", *map(str, args)])
+    try:
+        main()
+    except SystemExit as exc:
+        return exc.code
+    return 0
 
 
 def snapshot(folder: Path) -> dict[str, bytes]:
@@ -88,14 +89,15 @@ def test_refresh_adds_a_new_repo_to_a_copy_of_zoo_cache_and_leaves_the_rest_inta
     before = snapshot(zoo)
 
     # A (read) token in the environment, as the workflow passes it: it must never be printed.
-    res = run_script("--zoo", zoo, "--config", config, "--json", env={"HF_TOKEN": "hf_read"})
+    res = run_refresh("--zoo", zoo, "--config", config, "--json", env={"HF_TOKEN": "hf_read"})
     assert res.returncode == 0, res.stderr
     assert "hf_read" not in res.stdout + res.stderr
     out = json.loads(res.stdout)
     # every shipped repo the Hub lists as a diffusers text-to-image model is found unchanged (a card may name
     # another library: Sana 1.6B's says `library_name: sana`, so a diffusers listing leaves it out)
     from huggingface_hub import HfApi
-    listed = {m.id for m in HfApi(endpoint=hub_server.url).list_models(filter="diffusers", pipeline_tag="text-to-image")}
+    listed = {m.id for m in HfApi(endpoint=hub_server.url).list_models(filter="diffusers",
+                                                                       pipeline_tag="text-to-image")}
     assert out["models"] == {"added": ["newcomer/tiny-sd-pipe"], "updated": [],
                              "unchanged": [m for m in served if m in listed], "skipped": {}}
     assert out["sync"]["records_added"] == 0 and "not found" in out["sync"]["warning"]
@@ -154,7 +156,7 @@ def push(server, scores: dict[str, dict[str, float]]) -> None:
 
 
 def test_guard_records_figures_downloads_the_top_pipeline_and_refuses_a_worse_zoo(zoo_with_records, tmp_path,
-                                                                                    hub_server, capsys):
+                                                                                    hub_server, capsys, monkeypatch):
     zoo = zoo_with_records
     downloads = tmp_path / "pipelines"
     config = write_config(tmp_path / "refresh.json", datasets=["acme/ds-0"], limit=5, pinned=False,
@@ -162,7 +164,7 @@ def test_guard_records_figures_downloads_the_top_pipeline_and_refuses_a_worse_zo
     args = ["--zoo", str(zoo), "--config", str(config), "--download-dir", str(downloads), "--json"]
 
     gh_output = tmp_path / "github_output"
-    assert refresh_zoo.main([*args, "--github-output", str(gh_output)]) == 0
+    assert refresh_main(monkeypatch, *args, "--github-output", gh_output) == 0
     first = json.loads(capsys.readouterr().out)
     assert first["models"]["added"] == ["acme/tiny-sd", "acme/tiny-sd2v"]
     assert first["sync"]["records_added"] == 6
@@ -187,7 +189,7 @@ def test_guard_records_figures_downloads_the_top_pipeline_and_refuses_a_worse_zo
     # weights already in the download folder (what the Actions cache restores) are not fetched again.
     weights = [p for _, p in hub_server.resolved_files() if p.endswith(".safetensors")]
     before = snapshot(zoo)
-    assert refresh_zoo.main(args) == 0
+    assert refresh_main(monkeypatch, *args) == 0
     second = json.loads(capsys.readouterr().out)
     assert second["models"]["unchanged"] == ["acme/tiny-sd", "acme/tiny-sd2v"] and second["changed_files"] == []
     assert second["guard"]["status"] == "passed" and second["cache_key"] == key
@@ -196,21 +198,21 @@ def test_guard_records_figures_downloads_the_top_pipeline_and_refuses_a_worse_zo
 
     # Two new datasets where the order flips: M&C cannot predict them from the others, OSR and τ drop.
     push(hub_server, {f"acme/ds-{i}": {"acme/tiny-sd": 30.0, "acme/tiny-sd2v": 5.0} for i in (3, 4)})
-    assert refresh_zoo.main(args) == 1
+    assert refresh_main(monkeypatch, *args) == 1
     captured = capsys.readouterr()
     third = json.loads(captured.out)
     assert third["sync"]["records_added"] == 4 and not third["guard"]["passed"]
     assert third["guard"]["current"]["osr"] < committed["osr"] and third["zoo_updated"] is False
     last = captured.err.strip().splitlines()[-1]
-    assert last.startswith("refresh_zoo: guard failed, zoo left untouched: OSR fell to")
+    assert last.startswith("hubselect: guard failed, zoo left untouched: OSR fell to")
     assert snapshot(zoo) == before            # records, evaluation.json, everything: untouched
 
 
-def test_dry_run_writes_nothing(zoo_with_records, tmp_path, capsys):
+def test_dry_run_writes_nothing(zoo_with_records, tmp_path, capsys, monkeypatch):
     zoo = zoo_with_records
     before = snapshot(zoo)
-    assert refresh_zoo.main(["--zoo", str(zoo), "--edges-repo", "acme/records", "--no-pinned", "--limit", "5",
-                             "--dry-run"]) == 0
+    assert refresh_main(monkeypatch, "--zoo", zoo, "--edges-repo", "acme/records", "--no-pinned", "--limit", "5",
+                        "--dry-run") == 0
     text = capsys.readouterr().out
     assert "models: 2 added, 0 updated, 0 unchanged, 0 skipped" in text
     assert "(dry run: zoo left as it was)" in text
@@ -229,51 +231,51 @@ BAD_CONFIGS = [
     ('{"datasets": ["not a dataset!"]}', "neither a Hub dataset ID"),
     ('{"datasets": ["acme/ds", "acme/ds"]}', "listed twice"),
     ('{"pinned": "yes"}', "pinned must be true or false"),
-    ('{"edges_repo": "no-owner"}', "edges_repo must be a dataset repo ID"),
+    ('{"edges_repo": "no-owner"}', "edges_repo must be a Hub repo ID"),
     ('{"tolerance": {"osr": 2}}', "tolerance osr must be a number between 0 and 1"),
     ('{"tolerance": {"tau": 0.1}}', "tolerance must be an object with keys osr and weighted_tau"),
 ]
 
 
 @pytest.mark.parametrize("text,needle", BAD_CONFIGS, ids=[n for _, n in BAD_CONFIGS])
-def test_bad_config_is_one_line_and_exit_2(tmp_path, capsys, text, needle):
+def test_bad_config_is_one_line_and_exit_2(tmp_path, capsys, monkeypatch, text, needle):
     zoo = tmp_path / "zoo"
     shutil.copytree(REPO / "zoo_cache", zoo)
     before = snapshot(zoo)
     config = tmp_path / "refresh.json"
     config.write_text(text)
-    assert refresh_zoo.main(["--zoo", str(zoo), "--config", str(config)]) == 2
+    assert refresh_main(monkeypatch, "--zoo", zoo, "--config", config) == 2
     captured = capsys.readouterr()
     lines = captured.err.strip().splitlines()
     assert captured.out == "" and len(lines) == 1 and needle in lines[0], captured.err
-    assert lines[0].startswith(f"refresh_zoo: error: config {config}")
+    assert lines[0].startswith(f"hubselect: error: config {config}")
     assert snapshot(zoo) == before
 
 
 @pytest.mark.parametrize("args,needle", [
     (["--config", "/nonexistent/refresh.json"], "no such file"),
-    (["--limit", "0"], "expected a positive integer"),
+    (["--limit", "0"], "Invalid value for '--limit'"),
     (["--edges-repo", "bad"], "--edges-repo"),
-    (["--bogus"], "unrecognized arguments: --bogus"),
+    (["--bogus"], "No such option: --bogus"),
     (["--zoo", "/nonexistent/zoo"], "no zoo at /nonexistent/zoo"),
 ])
-def test_bad_options_are_one_line_and_exit_2(capsys, args, needle):
-    assert refresh_zoo.main(args) == 2
+def test_bad_options_are_one_line_and_exit_2(capsys, monkeypatch, args, needle):
+    assert refresh_main(monkeypatch, *args) == 2
     lines = capsys.readouterr().err.strip().splitlines()
-    assert len(lines) == 1 and needle in lines[0] and lines[0].startswith("refresh_zoo: error:")
+    assert len(lines) == 1 and needle in lines[0] and lines[0].startswith("hubselect: error:")
 
 
 def test_bad_config_from_the_command_line(tmp_path):
     config = tmp_path / "refresh.json"
     config.write_text('{"datasets": [1]}')
-    res = run_script("--zoo", REPO / "zoo_cache", "--config", config)
+    res = run_refresh("--zoo", REPO / "zoo_cache", "--config", config)
     assert res.returncode == 2 and res.stdout == ""
     assert res.stderr.strip().splitlines() == [
-        f"refresh_zoo: error: config {config}: datasets must be a list of dataset IDs (strings)"]
+        f"hubselect: error: config {config}: datasets must be a list of dataset IDs (strings)"]
 
 
 def test_shipped_workflow_config_is_valid():
-    cfg = refresh_zoo.load_config(REPO / ".github" / "refresh-zoo.json")
+    cfg = load_config(REPO / ".github" / "refresh-zoo.json")
     assert cfg.limit >= 1 and cfg.pinned
 
 
@@ -289,6 +291,6 @@ def test_shipped_workflow_config_is_valid():
     ({"osr": 0.5, "weighted_tau": 0.4}, None, False, "failed"),                                    # no evaluation
 ])
 def test_guard_rule(committed, current, passed, status):
-    verdict = refresh_zoo.guard(committed, current, dict(refresh_zoo.DEFAULT_TOLERANCE))
+    verdict = guard(committed, current, dict(DEFAULT_TOLERANCE))
     assert verdict["passed"] is passed and verdict["status"] == status
     assert "\n" not in verdict["reason"]

@@ -117,9 +117,9 @@ def test_refresh_workflow_shape():
     python = next(s for s in steps if s.get("uses", "").startswith("actions/setup-python@"))
     assert python["with"]["python-version"] == "3.11"
     assert any("pip install -e ." in (s.get("run") or "") for s in steps)
-    scripts = [s for s in steps if "scripts/refresh_zoo.py" in (s.get("run") or "")]
-    assert len(scripts) == 1, "the logic is in ONE script"
-    (refresh,) = scripts
+    commands = [s for s in steps if "hubselect refresh" in (s.get("run") or "")]
+    assert len(commands) == 1, "the logic is in ONE command"
+    (refresh,) = commands
     assert "--config .github/refresh-zoo.json" in refresh["run"] and "--zoo zoo_cache" in refresh["run"]
     assert SECRET.fullmatch(refresh["env"]["HF_TOKEN"])
     token_steps = [s for s in steps if "HF_TOKEN" in (s.get("env") or {})]
