@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -21,7 +20,9 @@ import pytest
 from huggingface_hub import CommitOperationAdd, HfApi
 
 from hubselect import rank as api_rank
-from hubselect.share.records import RECORD_FORMAT, _canonical, make_record, pull, push_records, record_id, record_path
+from hubselect.share.push import push_records
+from hubselect.share.records import RECORD_FORMAT, _canonical, make_record, record_id, record_path
+from hubselect.share.sync import pull
 from hubselect.hub import HubClient
 from hubselect.profile.profiles import PROFILE_FORMAT, Profile
 from hubselect.zoo.tables import ZooTables
@@ -270,7 +271,8 @@ def malformed_files() -> dict[str, tuple[str, bytes]]:
         "profile probe not its folder": profile_file({**meta("ds/p5"), "probe": "efficientnet"}, mean, cov),
         "profile named for another dataset": profile_file(meta("ds/other"), mean, cov,
                                                           path="profiles/clip/ds--p6.safetensors"),
-        "profile local path as dataset": profile_file(meta("/tmp/x"), mean, cov, path="profiles/clip/_tmp--x.safetensors"),
+        "profile local path as dataset": profile_file(meta("/tmp/x"), mean, cov,
+                                                      path="profiles/clip/_tmp--x.safetensors"),
         "profile not positive semi-definite": profile_file(meta("ds/p7"), mean, -np.eye(4)),
         "profile of another dimension": profile_file({**meta("ds/p8"), "dim": 3}, mean[:3], cov[:3, :3]),
         "profile truncated": ("profiles/clip/ds--p9.safetensors", profile_file(meta("ds/p9"), mean, cov)[1][:50]),
@@ -344,7 +346,7 @@ parent = os.path.dirname(os.path.abspath(zoo))
 
 def act(target):
     if mode == "sync":
-        from hubselect.share.records import pull
+        from hubselect.share.sync import pull
         from hubselect.hub import HubClient
         return pull(arg, target, client=HubClient(retries=0))
     from hubselect.profile.profiles import Profile
@@ -500,7 +502,7 @@ def test_suggest_acts_only_on_hub_ids_or_names_the_user_typed(tmp_path, monkeypa
 
 
 def test_push_refuses_what_a_sync_would_skip(hub_server, users):
-    from hubselect.share.records import check_pushable
+    from hubselect.share.push import check_pushable
     from hubselect.errors import UserError
 
     for bad in (make_record("org/m", "/home/me/photos", 3.0), make_record("org/m", "ds/x", -1.0),

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import yaml
 
-from hubselect.errors import HubError, UserError
-from hubselect.hub import HubClient, is_repo_id
+from hubselect.errors import HubError, UserError, hub_user_error
+from hubselect.hub import HubClient, check_repo_id, is_repo_id
 
 CARD_TAGS = ["text-to-image", "diffusers", "lora", "diffusers-training", "hubselect", "template:sd-lora"]
 
@@ -49,8 +49,8 @@ def require_write_token(client: HubClient, what: str) -> str:
 
 def check_push_access(client: HubClient, adapter_repo: str | None, model: str, dataset: str) -> str:
     """The adapter repo ID to push to, after checking that the token can write; :class:`UserError` if not."""
-    if adapter_repo is not None and not is_repo_id(adapter_repo):
-        raise UserError(f"invalid --adapter-repo {adapter_repo!r} (expected owner/name)")
+    if adapter_repo is not None:
+        check_repo_id(adapter_repo, "--adapter-repo")
     user = require_write_token(client, "--push")
     return adapter_repo or default_adapter_repo(user, model, dataset)
 
@@ -123,7 +123,4 @@ def push_adapter(client: HubClient, repo_id: str, adapter_dir: Path, card: str) 
         client.create_repo(repo_id, repo_type="model", exist_ok=True)
         return client.upload_files(repo_id, files, repo_type="model", message="Upload LoRA adapter (hubselect)")
     except HubError as exc:
-        if getattr(exc, "reason", "") == "unauthorized":
-            raise UserError(f"push to {repo_id}: no write access (set HF_TOKEN to a token with write access)") \
-                from None
-        raise UserError(f"push to {repo_id} failed: {exc}") from None
+        raise hub_user_error(exc, f"adapter repo {repo_id}", write=True) from None

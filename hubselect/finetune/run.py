@@ -66,7 +66,10 @@ def finetune(config: FinetuneConfig, *, zoo=None, push: bool = False, adapter_re
     ``config.probe`` None-like values are resolved against the zoo. Everything the user can get
     wrong (model, dataset, probe, token) is checked before training starts.
     """
-    from hubselect.share.records import LOCAL_WRITER, _check_repo_id, add_records_to_zoo, check_pushable, default_edges_repo, push_records, record_id, writer_of
+    from hubselect.share.push import check_pushable, push_records
+    from hubselect.share.records import edges_repo as checked_edges_repo, record_id
+    from hubselect.share.sync import add_records_to_zoo
+    from hubselect.share.trust import LOCAL_WRITER, writer_of
     from hubselect.hub import HubClient
     from hubselect.zoo.format import Zoo
 
@@ -80,7 +83,7 @@ def finetune(config: FinetuneConfig, *, zoo=None, push: bool = False, adapter_re
     client = None
     if push:
         from hubselect.finetune.publish import check_push_access
-        edges_repo = _check_repo_id(edges_repo or default_edges_repo())
+        edges_repo = checked_edges_repo(edges_repo)
         check_pushable(trainer.resolved.name, trainer.source.dataset)   # names the edge dataset would refuse
         client = HubClient()
         adapter_repo = check_push_access(client, adapter_repo, trainer.resolved.name, trainer.source.dataset)
