@@ -32,7 +32,8 @@ OLD_PATHS: dict[str, tuple[str, ...]] = {
     "hubselect.zoo_listing": ("hubselect.zoo.listing",),
     "hubselect.features": ("hubselect.zoo.features",),
     "hubselect.staging": ("hubselect.zoo.staging",),
-    "hubselect.edges": ("hubselect.share.records",),
+    "hubselect.edges": ("hubselect.share.records", "hubselect.share.profiles", "hubselect.share.push",
+                        "hubselect.share.trust", "hubselect.share.sync"),
     "hubselect.hf_extension": ("hubselect.cli.hf_extension",),
 }
 
