@@ -15,8 +15,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hubselect.sweep import pairs as sweeps
-from hubselect.share.records import make_record, push_records
+import hubselect.sweep as sweeps
+from hubselect.share import make_record, push_records
 from hubselect.rank.estimator import MatchAndChoose
 from hubselect.zoo.tables import ZooTables
 from hubselect.evaluate.synthetic import make_synthetic_zoo
@@ -33,6 +33,21 @@ def edge_records_on_disk(hub_root) -> list[dict]:
     folder = hub_root / "datasets" / EDGES / "records"
     files = sorted(folder.rglob("*.json")) if folder.is_dir() else []
     return [json.loads(f.read_text()) for f in files]
+
+
+# -- the package ------------------------------------------------------------------------------
+
+def test_the_package_forwards_the_public_names_of_its_modules():
+    import importlib
+
+    for module in ("pairs", "local", "jobs", "suggestions", "run"):
+        mod = importlib.import_module(f"hubselect.sweep.{module}")
+        for name, value in vars(mod).items():
+            if not name.startswith("_") and getattr(value, "__module__", None) == mod.__name__:
+                assert getattr(sweeps, name) is value, name
+    # `suggest` is the function, never its module; the CLI builds its help from BACKENDS
+    assert callable(sweeps.suggest) and sweeps.suggest.__module__ == "hubselect.sweep.suggestions"
+    assert sweeps.BACKENDS == ("local", "hf-jobs")
 
 
 # -- local backend (the acceptance) ---------------------------------------------
