@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import re
+import subprocess
 import sys
 import time
 
@@ -65,3 +66,98 @@ def test_progress_rate_is_sane_from_the_first_tick(monkeypatch):
     measured = [float(r) for r in _rates(text) if r != "?"]
     assert measured and max(measured) < 1000, text.replace("\r", "\n")   # 32 images per 0.2 s: about 160/s
     assert "Mimg/s" not in text and "kimg/s" not in text
+
+
+# -- help built from the registries, training options from FinetuneConfig ----------------------------------------
+
+def _help(*args: str) -> str:
+    res = CliRunner().invoke(app, [*args, "--help"], prog_name="hubselect", terminal_width=400)
+    assert res.exit_code == 0, res.output
+    return " ".join(res.output.split())     # one line: option help wraps anywhere
+
+
+def test_choices_in_help_come_from_the_registries():
+    from hubselect.profile.probes import PROBES, probe_names
+    from hubselect.rank.predictors import PREDICTORS
+    from hubselect.sweep import BACKENDS
+
+    rank_help = _help("rank")
+    assert f"The learned ranker: {', '.join(PREDICTORS)}." in rank_help
+    for name in probe_names():
+        assert name in rank_help and name in _help("profile")
+    image_probes = [name for name, cls in PROBES.items() if cls.modality == "image"]
+    assert f"Probe for FID/KID/CMMD: {', '.join(image_probes)} (default" in _help("finetune")
+    assert " or ".join(BACKENDS) in _help("sweep")
+
+
+@pytest.mark.parametrize("name", COMMANDS)
+def test_help_leaves_no_choice_unworded(name):
+    assert not re.search(r"\{[a-z_]+\}", _help(name))   # {DATASET} is a usage line's required argument
+
+
+def test_the_cli_starts_without_the_heavy_libraries():
+    """Registries and FinetuneConfig are read when a command needs them: `hubselect --help` waits for none."""
+    code = ("import sys, hubselect.cli; "
+            "print(sorted(m for m in ('torch', 'pandas', 'huggingface_hub') if m in sys.modules))")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert res.stdout.strip() == "[]", res.stdout
+
+
+def test_training_options_are_finetune_configs_fields():
+    import dataclasses
+    import typing
+
+    from hubselect.cli.options import TRAINING_OPTIONS
+    from hubselect.finetune.trainer import FinetuneConfig
+
+    hints = typing.get_type_hints(FinetuneConfig)
+    fields = {f.name: f for f in dataclasses.fields(FinetuneConfig)}
+    for name, (kind, _) in TRAINING_OPTIONS.items():
+        assert name in fields and hints[name] == kind, name
+    for command in ("finetune", "sweep"):       # the defaults shown are FinetuneConfig's own
+        text = _help(command)
+        assert "Training steps" in text and f"[default: {fields['steps'].default}]" in text
+        assert f"LoRA rank (alpha = rank). [default: {fields['rank'].default}]" in text
+
+
+@pytest.mark.parametrize("command", ["finetune", "sweep"])
+def test_lora_rank_is_shown_and_rank_is_a_hidden_alias(command):
+    text = _help(command)
+    assert "--lora-rank" in text
+    assert not re.search(r"(?<![\w-])--rank\b", text), text
+
+
+def _finetune_config(monkeypatch, *args: str):
+    import hubselect.finetune.run as run
+
+    seen = []
+    monkeypatch.setattr(run, "finetune", lambda config, **kwargs: seen.append(config) or {"ok": True})
+    res = CliRunner().invoke(app, ["finetune", "--model", "m", "--dataset", "d", *args, "--json"])
+    assert res.exit_code == 0, res.output
+    return seen[0]
+
+
+def test_finetune_takes_lora_rank_and_the_old_rank(monkeypatch):
+    from hubselect.finetune.trainer import FinetuneConfig
+
+    assert _finetune_config(monkeypatch, "--rank", "4", "--steps", "7").rank == 4
+    assert _finetune_config(monkeypatch, "--lora-rank", "16").rank == 16
+    default = _finetune_config(monkeypatch)
+    assert default == FinetuneConfig(model="m", dataset="d", probe=None)     # every default is FinetuneConfig's
+
+
+def test_sweep_takes_lora_rank_and_the_old_rank(monkeypatch):
+    import hubselect.sweep
+    from hubselect.finetune.trainer import FinetuneConfig
+
+    seen = []
+
+    def fake_sweep(models, datasets, **kwargs):
+        seen.append(kwargs["settings"])
+        return {"pending": [], "requested": None, "dry_run": True, "runs": [], "failed": 0}
+
+    monkeypatch.setattr(hubselect.sweep, "sweep", fake_sweep, raising=False)
+    for flag, value in (("--rank", 4), ("--lora-rank", 8)):
+        res = CliRunner().invoke(app, ["sweep", "--models", "m", "--datasets", "d", flag, str(value), "--json"])
+        assert res.exit_code == 0, res.output
+        assert seen[-1]["rank"] == value and seen[-1]["steps"] == FinetuneConfig.steps

@@ -1,0 +1,161 @@
+"""The option types that several commands share, declared once: the zoo, ``--json``, the dataset columns,
+the probe, the edge dataset, and the training options of ``finetune`` and ``sweep`` (FinetuneConfig's fields).
+
+Choices in help texts come from their registries (probes, predictors, sweep backends) and training defaults
+from FinetuneConfig, never written by hand. Both are read when a command runs or shows its help, not when
+the CLI starts: those modules import numpy, pandas, huggingface_hub or torch, which ``hubselect --help``
+and every other command would otherwise wait for.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import inspect
+from typing import Callable, Optional
+
+import typer
+from typer.core import TyperCommand
+
+from hubselect.constants import DEFAULT_EDGES_REPO, DEFAULT_PROBE, ENV_EDGES_REPO, ENV_ZOO
+
+ZooOption = typer.Option(None, "--zoo", help=f"Zoo directory (default: ${ENV_ZOO}, else your zoo in "
+                                              "$HF_HOME/hubselect/zoo if it exists, else the shipped zoo; "
+                                              "commands that write never write the shipped zoo).",
+                         file_okay=False)
+JsonOption = typer.Option(False, "--json", help="Print machine-readable JSON on stdout.")
+# The dataset-column options of every command that reads a dataset (rank, profile, finetune).
+ImageColumnOption = typer.Option(None, "--image-column",
+                                 help="Image column of a Hub dataset (default: the first image feature).")
+CaptionColumnOption = typer.Option(None, "--caption-column",
+                                   help="Caption column (default: text, caption, prompt, ... when present).")
+SplitOption = typer.Option(None, "--split", help="Split to use (default: train when present, else the first).")
+EDGES_REPO_HELP = f"Edge dataset repo ID (default: ${ENV_EDGES_REPO}, else {DEFAULT_EDGES_REPO})."
+EdgesRepoOption = typer.Option(None, "--edges-repo", help=EDGES_REPO_HELP)
+
+
+# -- choices named in help texts as {name}, read from the registries -------------------------------------------
+
+def _probes(modality: str | None = None) -> str:
+    from hubselect.profile.probes import PROBES
+    return ", ".join(f"{name} (captions)" if cls.modality == "text" else name
+                     for name, cls in PROBES.items() if modality in (None, cls.modality))
+
+
+def _predictors() -> str:
+    from hubselect.rank.predictors import PREDICTORS
+    return ", ".join(PREDICTORS)
+
+
+def _backends() -> str:
+    from hubselect.sweep import BACKENDS
+    return " or ".join(BACKENDS)
+
+
+CHOICES: dict[str, Callable[[], str]] = {"probes": _probes, "image_probes": functools.partial(_probes, "image"),
+                                         "predictors": _predictors, "backends": _backends}
+
+
+def probe_option(purpose: str, choices: str = "probes"):
+    """``--probe``: one of the registered probes; None means the zoo's probe, else the default one."""
+    return typer.Option(None, "--probe", help=f"{purpose}: {{{choices}}} (default: the zoo's probe, "
+                                              f"else {DEFAULT_PROBE}).")
+
+
+class RegistryCommand(TyperCommand):
+    """A command whose help names registry choices (``{probes}``, ``{predictors}``...): worded on first use."""
+
+    _worded = False
+
+    def get_params(self, ctx):
+        if not self._worded:
+            for param in self.params:
+                for name, words in CHOICES.items():
+                    if param.help and f"{{{name}}}" in param.help:
+                        param.help = param.help.replace(f"{{{name}}}", words())
+            self._worded = True
+        return super().get_params(ctx)
+
+
+# -- the training options of `finetune` and `sweep` ------------------------------------------------------------
+# name -> (type, help). Names and types are FinetuneConfig's fields (tests/test_cli_help.py checks that they
+# agree); the defaults are FinetuneConfig's own, read by TrainingCommand.
+TRAINING_OPTIONS: dict[str, tuple[type, str]] = {
+    "steps": (int, "Training steps (paper: 10 000)."),
+    "batch_size": (int, "Global batch size (paper: 8)."),
+    "lr": (float, "AdamW learning rate, constant (paper: 1e-5)."),
+    "rank": (int, "LoRA rank (alpha = rank)."),
+    "seed": (int, "Seed of every random draw of a run."),
+    "resolution": (Optional[int], "Training and sampling size in pixels (default: the pipeline's native one)."),
+    "val_size": (int, "Validation images (scored; never trained on)."),
+    "max_samples": (int, "At most this many items of a dataset."),
+    "sample_steps": (int, "Denoising steps per validation image."),
+    "guidance_scale": (Optional[float], "Guidance when sampling (default: the pipeline's)."),
+    "mixed_precision": (str, "no, fp16 or bf16 (accelerate)."),
+    "gradient_checkpointing": (bool, "Trade compute for memory where the denoiser supports it."),
+}
+# FinetuneConfig.rank is the LoRA rank: on the command line --lora-rank (no two things called "rank"),
+# with the old --rank kept as a hidden alias.
+TRAINING_FLAGS = {"rank": "--lora-rank"}
+RANK_ALIAS = "rank_alias"
+
+
+def _flag(field: str) -> str:
+    return TRAINING_FLAGS.get(field, f"--{field.replace('_', '-')}")
+
+
+def _parameter_name(field: str) -> str:
+    return _flag(field).lstrip("-").replace("-", "_")
+
+
+def training_options(*fields: str, help_for: dict[str, str] | None = None) -> Callable:
+    """Give a command FinetuneConfig's options ``fields``, in place of its parameter ``training``.
+
+    The command receives them as one dict ``training`` keyed by FinetuneConfig's field names; ``help_for``
+    words an option for this command. Register the command with ``cls=TrainingCommand`` (the defaults).
+    """
+    def decorate(command: Callable) -> Callable:
+        signature = inspect.signature(command)
+        params = list(signature.parameters.values())
+        at = [p.name for p in params].index("training")
+        added = []
+        for field in fields:
+            kind, text = TRAINING_OPTIONS[field]
+            # None until TrainingCommand reads FinetuneConfig's default (also what makes a bool option a flag)
+            option = typer.Option(None, _flag(field), help=(help_for or {}).get(field, text), show_default=True)
+            added.append(inspect.Parameter(_parameter_name(field), inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                                           default=option, annotation=kind))
+        if "rank" in fields:
+            alias = typer.Option(None, "--rank", hidden=True, help="Old name of --lora-rank.")
+            added.append(inspect.Parameter(RANK_ALIAS, inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                                           default=alias, annotation=Optional[int]))
+
+        @functools.wraps(command)
+        def run(**kwargs):
+            training = {field: kwargs.pop(_parameter_name(field)) for field in fields}
+            alias = kwargs.pop(RANK_ALIAS, None)
+            if alias is not None:
+                training["rank"] = alias
+            return command(training=training, **kwargs)
+
+        run.__signature__ = signature.replace(parameters=params[:at] + added + params[at + 1:])
+        return run
+    return decorate
+
+
+class TrainingCommand(RegistryCommand):
+    """A command with :func:`training_options`: their defaults are FinetuneConfig's, read on first use."""
+
+    _defaults_read = False
+
+    def get_params(self, ctx):
+        if not self._defaults_read:
+            from hubselect.finetune.trainer import FinetuneConfig
+
+            defaults = {_parameter_name(f.name): f.default for f in dataclasses.fields(FinetuneConfig)
+                        if f.name in TRAINING_OPTIONS}
+            for param in self.params:
+                if param.name in defaults:
+                    param.default = defaults[param.name]
+            self._defaults_read = True
+        return super().get_params(ctx)
