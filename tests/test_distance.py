@@ -1,4 +1,5 @@
-"""Fréchet distance between Gaussian profiles (hubselect.distance)."""
+"""Fréchet distance between Gaussian profiles (hubselect.profile.distance), against the references of
+tests/frechet_references.py: the sqrtm recipe, and the float32 and LAPACK-via-ctypes kernels run in its place."""
 
 from __future__ import annotations
 
@@ -8,14 +9,30 @@ import numpy as np
 import pytest
 
 from hubselect.profile import distance as dist
-from hubselect.profile.distance import FrechetProfiles, frechet_distance, frechet_distance_naive, frechet_to_many, pairwise_frechet
+from hubselect.profile.distance import frechet_distance, frechet_to_many
+from tests.frechet_references import (
+    frechet_distance_naive,
+    lapack_functions,
+    nuclear_norm_float32,
+    nuclear_norm_lapack,
+)
+
+KERNELS = {"lapack": nuclear_norm_lapack, "float32": nuclear_norm_float32}
 
 
 @pytest.fixture(params=["lapack", "numpy"])
 def backend(request, monkeypatch):
-    """Run a test through the BLAS/LAPACK kernel and through the numpy fallback."""
-    monkeypatch.setattr(dist, "USE_LAPACK", request.param == "lapack")
+    """Run a test through the product's numpy kernel and through the LAPACK-via-ctypes reference kernel."""
+    if request.param in KERNELS:
+        monkeypatch.setattr(dist, "_nuclear_norm", KERNELS[request.param])
     return request.param
+
+
+def pairwise(mus, sigmas, workers=None):
+    """The (n, n) matrix of d², one frechet_to_many row per profile, zero diagonal."""
+    m = np.array([frechet_to_many(mus[i], sigmas[i], mus, sigmas, workers=workers) for i in range(len(mus))])
+    np.fill_diagonal(m, 0.0)
+    return m
 
 
 def profile(rng, dim, samples, *, scale=1.0):
@@ -38,10 +55,9 @@ def rel(a, b):
 # Agreement with the sqrtm reference
 # ------------------------------------------------------------------------------------------------
 
-def test_fast_kernel_is_available():
-    # The GIL-free BLAS/LAPACK kernel is what makes pairwise() fast; make sure it is found here.
-    assert dist._lapack(np.dtype("float64")) is not None
-    assert dist._lapack(np.dtype("float32")) is not None
+def test_reference_lapack_kernel_is_available():
+    # The benchmark compares the product's numpy kernel with it; make sure SciPy's capsules are found here.
+    assert lapack_functions() is not None
 
 
 @pytest.mark.parametrize("dim,samples", [(2, 50), (8, 200), (32, 500), (64, 400)])
@@ -54,13 +70,15 @@ def test_agrees_with_naive_on_well_conditioned_profiles(backend, dim, samples):
         assert rel(frechet_distance(*a, *b), ref) < 1e-9
 
 
-def test_float32_precision_stays_close(backend):
+def test_float32_precision_stays_close(monkeypatch):
     rng = np.random.default_rng(7)
     a, b = profile(rng, 48, 400), profile(rng, 48, 400, scale=2.0)
     ref = frechet_distance_naive(*a, *b)
-    got = frechet_distance(*a, *b, precision="float32")
+    float64 = frechet_distance(*a, *b)
+    monkeypatch.setattr(dist, "_nuclear_norm", nuclear_norm_float32)
+    got = frechet_distance(*a, *b)
     assert rel(got, ref) < 1e-4
-    assert got != frechet_distance(*a, *b)     # it really ran in float32
+    assert got != float64     # it really ran in float32
 
 
 # ------------------------------------------------------------------------------------------------
@@ -124,7 +142,7 @@ def test_is_a_metric_after_square_root(backend):
     # √d² is the 2-Wasserstein distance: symmetric, and it satisfies the triangle inequality.
     rng = np.random.default_rng(6)
     ps = [profile(rng, 12, 60 + 40 * k, scale=1 + k / 3) for k in range(5)]
-    d = np.sqrt(pairwise_frechet([p[0] for p in ps], [p[1] for p in ps]))
+    d = np.sqrt(pairwise(np.stack([p[0] for p in ps]), [p[1] for p in ps]))
     for i in range(5):
         for j in range(5):
             for k in range(5):
@@ -144,8 +162,7 @@ def test_rank_deficient_covariances(backend, samples1, samples2):
     got = frechet_distance(*a, *b)
     assert math.isfinite(got) and got > 0
     assert rel(got, frechet_distance_naive(*a, *b)) < 1e-3
-    assert FrechetProfiles(np.stack([a[0], b[0]]), [a[1], b[1]]).ranks.tolist() == [
-        min(samples1 - 1, dim), min(samples2 - 1, dim)]
+    assert [dist._factor(a[1]).rank, dist._factor(b[1]).rank] == [min(samples1 - 1, dim), min(samples2 - 1, dim)]
 
 
 def test_rank_deficient_same_data_is_zero_up_to_round_off(backend):
@@ -215,7 +232,7 @@ def test_near_singular_profiles_never_nan_or_negative(backend):
 
 
 # ------------------------------------------------------------------------------------------------
-# Symmetry, pairwise matrix, to_many
+# Symmetry, to_many
 # ------------------------------------------------------------------------------------------------
 
 def test_symmetric(backend):
@@ -226,28 +243,24 @@ def test_symmetric(backend):
         assert rel(ab, ba) < 1e-12
 
 
-@pytest.mark.parametrize("precision", ["float64", "float32"])
-def test_pairwise_matches_per_pair_calls(backend, precision):
+@pytest.mark.parametrize("kernel", ["numpy", "lapack", "float32"])
+def test_to_many_rows_match_per_pair_calls(monkeypatch, kernel):
+    if kernel in KERNELS:
+        monkeypatch.setattr(dist, "_nuclear_norm", KERNELS[kernel])
     rng = np.random.default_rng(12)
     ps = [profile(rng, 24, s, scale=1 + k / 4) for k, s in enumerate([8, 100, 20, 300, 24, 60, 500])]
     mus, sigmas = np.stack([p[0] for p in ps]), [p[1] for p in ps]
-    profiles = FrechetProfiles(mus, sigmas, precision=precision, workers=2)
-    m = profiles.pairwise()
+    m = pairwise(mus, sigmas, workers=2)
     n = len(ps)
     assert m.shape == (n, n)
-    assert np.array_equal(m, m.T)
-    assert np.all(np.diag(m) == 0.0)
+    tol = 1e-5 if kernel == "float32" else 1e-10
+    assert np.max(np.abs(m - m.T) / np.where(m > 0, m, 1)) < tol
     assert np.all(m[~np.eye(n, dtype=bool)] > 0)
-    per_pair = np.array([[frechet_distance(*ps[i], *ps[j], precision=precision) for j in range(n)]
-                         for i in range(n)])
-    tol = 1e-10 if precision == "float64" else 1e-5
+    per_pair = np.array([[frechet_distance(*ps[i], *ps[j]) for j in range(n)] for i in range(n)])
     assert np.max(np.abs(m - per_pair) / np.where(per_pair > 0, per_pair, 1)) < tol
-    assert rel(profiles.distance(2, 5), m[2, 5]) < 1e-12 and profiles.distance(5, 2) == profiles.distance(2, 5)
-    assert profiles.distance(3, 3) == 0.0
-    # single-threaded run gives the same matrix
-    assert np.allclose(FrechetProfiles(mus, sigmas, precision=precision, workers=1).pairwise(), m,
-                       rtol=1e-12, atol=0)
-    assert np.allclose(pairwise_frechet(mus, np.stack(sigmas), precision=precision), m, rtol=1e-12, atol=0)
+    # single-threaded run gives the same matrix, as does a stacked (n, d, d) array of covariances
+    assert np.allclose(pairwise(mus, sigmas, workers=1), m, rtol=1e-12, atol=0)
+    assert np.allclose(pairwise(mus, np.stack(sigmas)), m, rtol=1e-12, atol=0)
 
 
 def test_to_many_matches_per_pair_calls(backend):
@@ -259,8 +272,8 @@ def test_to_many_matches_per_pair_calls(backend):
     expected = np.array([frechet_distance(*new, *p) for p in ps])
     assert got.shape == (4,)
     assert np.allclose(got, expected, rtol=1e-10, atol=0)
-    assert FrechetProfiles(mus, sigmas).to_many(*ps[1])[1] < 1e-9 * np.trace(ps[1][1])
-    assert FrechetProfiles(mus, sigmas).traces == pytest.approx([np.trace(p[1]) for p in ps], rel=1e-12)
+    assert frechet_to_many(*ps[1], mus, sigmas)[1] < 1e-9 * np.trace(ps[1][1])
+    assert [dist._factor(p[1]).trace for p in ps] == pytest.approx([np.trace(p[1]) for p in ps], rel=1e-12)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -287,8 +300,6 @@ def test_invalid_inputs_raise_value_error():
     for args, match in cases:
         with pytest.raises(ValueError, match=match):
             frechet_distance(*args)
-    with pytest.raises(ValueError, match="precision"):
-        frechet_distance(mu, s, mu, s, precision="float16")
     for args, match in cases[:5]:
         with pytest.raises(ValueError, match=match):
             frechet_distance_naive(*args)
@@ -296,18 +307,18 @@ def test_invalid_inputs_raise_value_error():
 
 def test_invalid_profile_collections_raise_value_error():
     mus, sigmas = np.zeros((3, 4)), [np.eye(4)] * 3
+    new = np.ones(4), np.eye(4)
     with pytest.raises(ValueError, match="3 means but 2"):
-        FrechetProfiles(mus, sigmas[:2])
+        frechet_to_many(*new, mus, sigmas[:2])
     with pytest.raises(ValueError, match=r"\(n, d\)"):
-        FrechetProfiles(np.zeros(4), sigmas)
+        frechet_to_many(*new, np.zeros(4), sigmas)
     with pytest.raises(ValueError, match=r"sigmas\[1\]"):
-        FrechetProfiles(mus, [np.eye(4), np.eye(5), np.eye(4)])
+        frechet_to_many(*new, mus, [np.eye(4), np.eye(5), np.eye(4)])
     with pytest.raises(ValueError, match=r"mus\[2\]"):
-        FrechetProfiles(np.array([[0.0] * 4, [0.0] * 4, [np.nan] * 4]), sigmas)
+        frechet_to_many(*new, np.array([[0.0] * 4, [0.0] * 4, [np.nan] * 4]), sigmas)
     with pytest.raises(ValueError, match="workers"):
-        FrechetProfiles(mus, sigmas, workers=0)
-    profiles = FrechetProfiles(mus, sigmas)
+        frechet_to_many(*new, mus, sigmas, workers=0)
     with pytest.raises(ValueError, match="dimension 5"):
-        profiles.to_many(np.zeros(5), np.eye(5))
+        frechet_to_many(np.zeros(5), np.eye(5), mus, sigmas)
     with pytest.raises(ValueError, match="square"):
-        profiles.to_many(np.zeros(4), np.eye(4)[:3])
+        frechet_to_many(np.zeros(4), np.eye(4)[:3], mus, sigmas)
