@@ -5,13 +5,16 @@
 
 Graphs look like the project's: ``--models`` models × ``--datasets`` datasets, each model with a result on ~80% of
 the datasets (random FIDs), one dataset without any model edge (the paper's step 4), and all dataset–dataset pairs,
-built with ``hubselect.rank.graph.matching.build_matching_graph``; every timed call gets a NEW graph object with new weights.
+built with ``hubselect.rank.graph.matching.build_matching_graph``; every timed call gets a NEW graph object with new
+weights.
 
 Cold figures come from fresh subprocesses (the first call of a process, compilation included): the fast
 implementation with an empty numba cache (``NUMBA_CACHE_DIR`` pointed at an empty folder: a true compile) and with
 the on-disk cache that ``cache=True`` keeps beside the module (what a new process normally sees); pecanpy has no
 disk cache. Warm figures: mean ± std over ``--graphs`` new graphs after one warm-up call, split into walk and
-skip-gram time. Run by hand; it is a measurement, not a test.
+skip-gram time. ``fast-gensim`` is the fast walks with gensim's skip-gram; it and pecanpy are the references of
+``tests/node2vec_references.py``. Run by hand from a clone with the test extra installed (``pip install -e
+'.[test]'``); it is a measurement, not a test.
 """
 
 from __future__ import annotations
@@ -48,18 +51,13 @@ def make_graph(n_models: int, n_datasets: int, seed: int):
 
 def run_one(impl: str, graph, args) -> dict:
     from hubselect.rank.graph import node2vec as nv
+    from tests import node2vec_references as ref
 
+    embed = {"fast": nv.embed, "fast-gensim": ref.embed_gensim, "pecanpy": ref.embed_pecanpy}[impl]
     kw = dict(dim=args.dim, num_walks=args.num_walks, walk_length=args.walk_length, p=1, q=1, extend=True, seed=0)
     timings: dict = {}
     t0 = time.perf_counter()
-    if impl == "pecanpy":
-        nv.embed_pecanpy(graph, timings=timings, **kw)
-    elif impl == "fast":
-        nv.embed(graph, timings=timings, **kw)
-    elif impl == "fast-gensim":
-        nv.embed(graph, trainer="gensim", timings=timings, **kw)
-    else:
-        raise ValueError(impl)
+    embed(graph, timings=timings, **kw)
     return {"total": time.perf_counter() - t0, **timings}
 
 
@@ -82,10 +80,11 @@ def cold(impl: str, args, empty_cache: bool) -> dict:
 
 def child_cold(impl: str, args) -> None:
     t0 = time.perf_counter()
-    from hubselect.rank.graph import node2vec as nv
+    from tests import node2vec_references as ref
     if impl == "pecanpy":
-        nv.import_pecanpy()
-    import gensim.models  # noqa: F401  (both use gensim in some form; keep its import out of the call)
+        ref.import_pecanpy()
+    if impl != "fast":
+        import gensim.models  # noqa: F401  (the references' skip-gram; keep its import out of the call)
     t_import = time.perf_counter() - t0
     res = run_one(impl, make_graph(args.models, args.datasets, seed=999), args)
     print(json.dumps({**res, "import": t_import}))

@@ -7,7 +7,18 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hubselect.rank.graph.matching import SCORE_WEIGHT_FLOOR, build_matching_graph, dataset_node, datasets_of, distance_to_weight, model_node, models_of, node_kind, node_name, score_to_weight
+from hubselect.rank.graph.matching import (
+    SCORE_WEIGHT_FLOOR,
+    build_matching_graph,
+    dataset_node,
+    datasets_of,
+    distance_to_weight,
+    model_node,
+    models_of,
+    node_kind,
+    node_name,
+    score_to_weight,
+)
 
 
 # ----------------------------------------------------------------------------------------------------------------------

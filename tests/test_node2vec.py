@@ -1,9 +1,11 @@
 """node2vec+ embeddings: pecanpy under numpy 2, the fast walks against pecanpy's (exactly and statistically),
-determinism, embeddings that see communities, the 200-node matching-graph case. Uses the real pecanpy."""
+determinism, embeddings that see communities, the 200-node matching-graph case. Uses the real pecanpy and gensim
+(the references of tests/node2vec_references.py)."""
 
 import subprocess
 import sys
 from collections import Counter, defaultdict
+from pathlib import Path
 
 import networkx as nx
 import numpy as np
@@ -13,6 +15,9 @@ from scipy import stats
 
 from hubselect.rank.graph import node2vec as nv
 from hubselect.rank.graph.matching import build_matching_graph, dataset_node, model_node
+from tests import node2vec_references as ref
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def _weighted_graph(n=10, prob=0.5, seed=3) -> nx.Graph:
@@ -54,14 +59,14 @@ def _matching_graph(n_models=190, n_datasets=10, seed=0) -> nx.Graph:
 def test_pecanpy_imports_under_numpy2_in_a_fresh_process():
     code = ("import numpy as np\n"
             "assert int(np.__version__.split('.')[0]) >= 2, np.__version__\n"
-            "from hubselect.node2vec import import_pecanpy\n"
+            "from tests.node2vec_references import import_pecanpy\n"
             "pp = import_pecanpy()\n"
             "assert hasattr(pp, 'SparseOTF')\n"
             "import pecanpy, nptyping\n"
             # the numpy-1 aliases were only there during the import
             "assert not any(hasattr(np, a) for a in ('bool8', 'float_', 'object0', 'int0', 'string_', 'str0'))\n"
             "print('ok')\n")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=REPO)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "ok"
 
@@ -99,23 +104,23 @@ def test_transition_probabilities_equal_pecanpy_exactly():
     assert all(c > 0 for c in (_case_counts(g)[k] for k in ("return", "in", "out-noisy", "out-loose", "out")))
     for extend in (True, False):
         for p, q in [(1.0, 1.0), (0.5, 2.0), (2.0, 0.5), (0.25, 4.0)]:
-            nodes, pg = nv._pecanpy_graph(g, p, q, extend, 0, 0.0, "weight", 1)
+            nodes, pg = ref.pecanpy_graph(g, p, q, extend, 0)
             ref_fn, thr = pg.setup_get_normalized_probs()
             for cur in g.nodes:
                 ci = nodes.index(cur)
                 nbrs = [nodes[i] for i in pg.indices[pg.indptr[ci]:pg.indptr[ci + 1]]]
                 for prev in [None, *g.neighbors(cur)]:
                     pi = None if prev is None else np.uint32(nodes.index(prev))
-                    ref = ref_fn(pg.data, pg.indices, pg.indptr, p, q, np.uint32(ci), pi, thr)
-                    ours = nv.transition_probabilities(g, prev, cur, p, q, extend)
+                    theirs = ref_fn(pg.data, pg.indices, pg.indptr, p, q, np.uint32(ci), pi, thr)
+                    ours = ref.transition_probabilities(g, prev, cur, p, q, extend)
                     assert list(ours) == nbrs
-                    np.testing.assert_allclose([ours[n] for n in nbrs], ref, rtol=1e-5, atol=1e-6)
+                    np.testing.assert_allclose([ours[n] for n in nbrs], theirs, rtol=1e-5, atol=1e-6)
 
 
 def test_node2vec_plus_differs_from_node2vec_on_this_graph():
     g = _weighted_graph()
-    diffs = [max(abs(a - b) for a, b in zip(nv.transition_probabilities(g, prev, cur, 1, 4, True).values(),
-                                            nv.transition_probabilities(g, prev, cur, 1, 4, False).values()))
+    diffs = [max(abs(a - b) for a, b in zip(ref.transition_probabilities(g, prev, cur, 1, 4, True).values(),
+                                            ref.transition_probabilities(g, prev, cur, 1, 4, False).values()))
              for cur in g.nodes for prev in g.neighbors(cur)]
     assert max(diffs) > 0.1
 
@@ -170,20 +175,20 @@ def _compare_walks(ours, theirs, min_count=200, positions=(2, 5, 10)):
 def test_walks_match_pecanpy_statistically(extend, p, q):
     g = _weighted_graph()
     kw = dict(num_walks=300, walk_length=10, p=p, q=q, extend=extend)
-    ours = nv.walks(g, seed=11, **kw)
-    theirs = nv.walks_pecanpy(g, seed=12, **kw)
+    ours = ref.walks(g, seed=11, **kw)
+    theirs = ref.walks_pecanpy(g, seed=12, **kw)
     assert len(ours) == len(theirs) == 300 * g.number_of_nodes()
     p_next, p_visits = _compare_walks(ours, theirs)
     assert p_next > 1e-3 and p_visits > 1e-3, (p_next, p_visits)
     # the same comparison sees the other rule: the test has power
-    other = nv.walks(g, seed=13, **{**kw, "extend": not extend})
+    other = ref.walks(g, seed=13, **{**kw, "extend": not extend})
     assert _compare_walks(other, theirs)[0] < 1e-6
 
 
 def test_walk_shape_and_isolated_nodes():
     g = _weighted_graph()
     g.add_node("alone")
-    ws = nv.walks(g, num_walks=3, walk_length=7, seed=0)
+    ws = ref.walks(g, num_walks=3, walk_length=7, seed=0)
     assert len(ws) == 3 * g.number_of_nodes()
     assert Counter(w[0] for w in ws) == {n: 3 for n in g.nodes}
     for w in ws:
@@ -195,13 +200,13 @@ def test_walk_shape_and_isolated_nodes():
 
 def test_fast_walks_and_embeddings_are_deterministic():
     g = _weighted_graph()
-    assert nv.walks(g, seed=5, p=0.5, q=2) == nv.walks(g, seed=5, p=0.5, q=2)
-    assert nv.walks(g, seed=5) != nv.walks(g, seed=6)
-    for trainer in ("numba", "gensim"):
-        a, b = nv.embed(g, seed=5, trainer=trainer), nv.embed(g, seed=5, trainer=trainer)
+    assert ref.walks(g, seed=5, p=0.5, q=2) == ref.walks(g, seed=5, p=0.5, q=2)
+    assert ref.walks(g, seed=5) != ref.walks(g, seed=6)
+    for embed in (nv.embed, ref.embed_gensim):
+        a, b = embed(g, seed=5), embed(g, seed=5)
         assert list(a) == list(g.nodes)
         assert all(np.array_equal(a[n], b[n]) for n in g.nodes)
-        c = nv.embed(g, seed=6, trainer=trainer)
+        c = embed(g, seed=6)
         assert not all(np.array_equal(a[n], c[n]) for n in g.nodes)
 
 
@@ -228,10 +233,7 @@ def _community_separation(emb: dict, labels: dict) -> tuple[float, float]:
 def test_embeddings_separate_planted_communities(impl):
     g, labels = _planted()
     kw = dict(dim=16, num_walks=10, walk_length=20, p=1, q=1, extend=True, seed=1)
-    if impl == "pecanpy":
-        emb = nv.embed_pecanpy(g, **kw)
-    else:
-        emb = nv.embed(g, trainer="gensim" if impl == "fast-gensim" else "numba", **kw)
+    emb = {"fast": nv.embed, "fast-gensim": ref.embed_gensim, "pecanpy": ref.embed_pecanpy}[impl](g, **kw)
     assert set(emb) == set(g.nodes) and all(v.shape == (16,) for v in emb.values())
     margin, accuracy = _community_separation(emb, labels)
     assert margin > 0.005 and accuracy >= 0.9, (margin, accuracy)
@@ -244,15 +246,16 @@ def test_matching_graph_200_nodes_both_implementations():
     assert all(n.startswith("dataset:") for n in g.neighbors(target))
     timings = {}
     fast = nv.embed(g, dim=32, timings=timings)
-    ref = nv.embed_pecanpy(g, dim=32)
+    reference = ref.embed_pecanpy(g, dim=32)
     assert set(timings) == {"walks", "skipgram"}
-    for emb in (fast, ref):
+    for emb in (fast, reference):
         assert list(emb) == list(g.nodes)
         assert all(v.shape == (32,) and v.dtype == np.float32 and np.all(np.isfinite(v)) for v in emb.values())
-    # an edge embedding exists for the target and every model, although the graph has no such edge
+    # an edge embedding (the paper's element-wise product) exists for the target and every model, although the
+    # graph has no such edge
     for m in (model_node("org/model-0"), model_node("org/model-189")):
-        assert nv.edge_embedding(fast, m, target).shape == (32,)
-        assert np.array_equal(nv.edge_embedding(fast, m, target), nv.edge_embedding(fast, target, m))
+        assert (fast[m] * fast[target]).shape == (32,)
+        assert np.array_equal(fast[m] * fast[target], fast[target] * fast[m])
 
 
 def test_bad_weights_are_rejected():
@@ -261,4 +264,4 @@ def test_bad_weights_are_rejected():
     with pytest.raises(ValueError):
         nv.embed(g)
     with pytest.raises(ValueError):
-        nv.walks(nx.path_graph(3), p=0)
+        nv.embed(nx.path_graph(3), p=0)

@@ -1,5 +1,5 @@
 """The matching graph (the paper's §4.3): models and datasets as nodes, fine-tuning results and dataset similarity as
-weighted edges, ready for node2vec+ (``hubselect.node2vec``).
+weighted edges, ready for node2vec+ (``hubselect.rank.graph.node2vec``).
 
 Nodes
     ``"model:<name>"`` and ``"dataset:<name>"`` (:func:`model_node`, :func:`dataset_node`), so a model and a dataset

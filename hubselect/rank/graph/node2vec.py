@@ -1,31 +1,17 @@
 """Node2vec+ node embeddings of a weighted undirected graph (the paper's §4.4, Liu et al. 2023).
 
-Two implementations with the same walk rule and the same defaults:
+pecanpy's node2vec+ walk rule and gensim's skip-gram, as numba kernels compiled once per process (and cached on disk,
+``cache=True``) that take a graph as plain CSR arrays, so a new graph costs no compilation: tens of milliseconds per
+200-node graph once warm, where pecanpy takes about 4 s per NEW graph object, most of it numba recompiling its walk
+kernels, which are closures over each graph's arrays (``benchmarks/node2vec_bench.py``). The tests compare the walks
+with pecanpy's and the skip-gram with gensim's (``tests/node2vec_references.py``, the test extra).
 
-* :func:`embed_pecanpy` -- the reference: pecanpy's ``SparseOTF`` walks (``extend=True`` is node2vec+) and pecanpy's
-  own word2vec step (gensim skip-gram, negative sampling). About 4 s per NEW graph object on these machines, most
-  of it numba recompiling pecanpy's walk kernels, which are closures over each graph's arrays.
-* :func:`embed` -- the fast one used by the project: walk and skip-gram kernels are numba functions compiled once per
-  process (and cached on disk, ``cache=True``) that take a graph as plain CSR arrays, so a new graph costs no
-  compilation. Tens of milliseconds per 200-node graph once warm (``benchmarks/node2vec_bench.py``).
+Needs numba, which comes with the ``graph`` extra (``pip install 'hubselect[graph]'``); without it, importing this
+module raises a one-line :class:`~hubselect.errors.UserError` that says so. The default selector does not use
+node2vec+ (``MatchAndChoose(use_graph=True)`` and the paper's preset do).
 
-This module is the ONLY place that imports pecanpy (lazily: importing hubselect does not import it).
-
-pecanpy under numpy >= 2
-------------------------
-``import pecanpy`` fails under numpy 2: ``pecanpy/typing.py`` imports ``nptyping`` (2.0.x; later 2.x releases do the
-same), whose ``nptyping/typing_.py`` builds its dtype table at import time from numpy attributes that numpy 2.0
-removed: ``np.bool8`` is the first to raise ``AttributeError``, followed by ``object0, int0, uint0, float_,
-longfloat, singlecomplex, cfloat, complex_, clongfloat, longcomplex, void0, string_, bytes0, unicode_, str0``.
-Nothing else in pecanpy or nptyping touches removed numpy API (pecanpy uses nptyping only for type annotations).
-:func:`import_pecanpy` therefore sets exactly the missing names on the ``numpy`` module as the numpy-1 aliases they
-were (``bool8 = bool_``, ``float_ = float64``, ``int0 = intp``, ...), imports pecanpy (and with it nptyping), and
-deletes the aliases again, so the rest of the process still sees numpy 2 as it is (code that feature-tests
-``hasattr(np, "float_")`` keeps working). nptyping keeps its own references to the classes, which exist in numpy 2
-under their canonical names. Under numpy 1 nothing is patched. numpy is never pinned.
-
-Walks (identical rule in both)
-------------------------------
+Walks
+-----
 A walk starts at a node, takes ONE first-order step (probability proportional to the edge weight), then
 ``walk_length - 1`` second-order steps, so a walk has ``walk_length + 1`` nodes (as pecanpy's). A walk from an
 isolated node is that node alone. At current node ``v`` coming from ``t``, the unnormalised probability of moving to
@@ -43,17 +29,14 @@ Weights are compared in float32, as pecanpy stores them, so the in/out classific
 
 Determinism
 -----------
-:func:`walks` and :func:`embed` are deterministic for a given ``seed``, graph and node order (``list(graph.nodes)``):
-every walk draws from its own splitmix64 stream seeded by ``(seed, walk index)`` (so walks would not depend on how
-they were split across threads either), and the skip-gram is a single-threaded numba loop with its own seeded
-generator. Nothing needs ``workers=1`` or ``PYTHONHASHSEED``. Bit-identical results are guaranteed on the same
-machine and numba build; across CPUs only floating-point rounding can differ. With ``trainer="gensim"``, embeddings
-are deterministic because gensim is run with ``workers=1`` (its multi-threaded training is not). pecanpy's walks
-are seeded per numba thread and are reproducible only on one thread: :func:`walks_pecanpy` and
-:func:`embed_pecanpy` run them with ``workers`` (default 1) numba threads.
+:func:`embed` is deterministic for a given ``seed``, graph and node order (``list(graph.nodes)``): every walk draws
+from its own splitmix64 stream seeded by ``(seed, walk index)`` (so walks would not depend on how they were split
+across threads either), and the skip-gram is a single-threaded numba loop with its own seeded generator. Nothing needs
+``workers=1`` or ``PYTHONHASHSEED``. Bit-identical results are guaranteed on the same machine and numba build; across
+CPUs only floating-point rounding can differ.
 
-Skip-gram (``trainer="numba"``, the default of :func:`embed`)
--------------------------------------------------------------
+Skip-gram
+---------
 Our own implementation of word2vec's skip-gram with negative sampling, with gensim's defaults and learning-rate
 schedule, so it can stand in for pecanpy's word2vec step: frequent-token down-sampling (``sample=1e-3``), a random
 reduced window per centre token (``window=10``), ``negative=5`` negatives drawn from counts^0.75 (a negative equal
@@ -61,56 +44,25 @@ to the positive is skipped), the rate decaying linearly from ``alpha=0.025`` to 
 and fixed within batches of ``batch_words=10000`` raw tokens (with a corpus under 10000 tokens, one epoch runs at
 0.025 throughout, as in gensim), input vectors initialised uniform in ``[-1/dim, 1/dim)``, output vectors at 0,
 saturated pairs (``|u·v| >= 6``) skipped, exact sigmoid instead of gensim's table. The embedding is the input
-vector. ``trainer="gensim"`` runs gensim's ``Word2Vec`` on the same walks instead (about 20 ms slower per 200-node
-graph).
+vector.
 """
 
 from __future__ import annotations
 
-import contextlib
-import importlib
-import sys
-import threading
 import time
 from collections.abc import Hashable
-from typing import Literal
 
 import networkx as nx
-import numba
 import numpy as np
 
-__all__ = ["import_pecanpy", "graph_to_csr", "walks", "transition_probabilities", "walks_pecanpy", "embed",
-           "embed_pecanpy", "edge_embedding", "warmup"]
+from hubselect.errors import UserError
 
-# ----------------------------------------------------------------------------------------------------------------------
-# pecanpy under numpy >= 2
-# ----------------------------------------------------------------------------------------------------------------------
+try:
+    import numba
+except ImportError:
+    raise UserError("node2vec+ needs the graph extra: pip install 'hubselect[graph]'") from None
 
-# numpy-1 aliases removed in numpy 2.0 that nptyping's typing_.py reads at import time, with the numpy-1 meaning.
-_NUMPY1_ALIASES = {
-    "bool8": "bool_", "object0": "object_", "int0": "intp", "uint0": "uintp", "float_": "float64",
-    "longfloat": "longdouble", "singlecomplex": "csingle", "cfloat": "cdouble", "complex_": "cdouble",
-    "clongfloat": "clongdouble", "longcomplex": "clongdouble", "void0": "void", "string_": "bytes_",
-    "bytes0": "bytes_", "unicode_": "str_", "str0": "str_",
-}
-_import_lock = threading.Lock()
-
-
-def import_pecanpy():
-    """``pecanpy.pecanpy`` (the module with ``SparseOTF``), importable under numpy >= 2 (see the module docstring)."""
-    if "pecanpy.pecanpy" in sys.modules:
-        return sys.modules["pecanpy.pecanpy"]
-    with _import_lock:
-        added = []
-        try:
-            for alias, canonical in _NUMPY1_ALIASES.items():
-                if alias not in np.__dict__ and not hasattr(np, alias):
-                    setattr(np, alias, getattr(np, canonical))
-                    added.append(alias)
-            return importlib.import_module("pecanpy.pecanpy")
-        finally:
-            for alias in added:
-                delattr(np, alias)
+__all__ = ["graph_to_csr", "embed"]
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -365,7 +317,7 @@ def _sgns_kernel(walks, lengths, n_nodes, dim, window, negative, alpha, min_alph
 
 
 # ----------------------------------------------------------------------------------------------------------------------
-# Fast implementation
+# Walks and embeddings
 # ----------------------------------------------------------------------------------------------------------------------
 
 
@@ -389,168 +341,26 @@ def _walk_arrays(graph: nx.Graph, num_walks: int, walk_length: int, p: float, q:
     return nodes, mat, lengths
 
 
-def walks(graph: nx.Graph, num_walks: int = 10, walk_length: int = 20, p: float = 1, q: float = 1,
-          extend: bool = True, seed: int = 0, *, gamma: float = 0.0, weight: str = "weight") -> list[list[Hashable]]:
-    """Node2vec(+) walks (lists of graph nodes): ``num_walks`` from every node, in a seeded shuffled order."""
-    nodes, mat, lengths = _walk_arrays(graph, num_walks, walk_length, p, q, extend, seed, gamma, weight)
-    return [[nodes[i] for i in row[:n]] for row, n in zip(mat.tolist(), lengths.tolist())]
-
-
-def transition_probabilities(graph: nx.Graph, prev: Hashable | None, cur: Hashable, p: float = 1, q: float = 1,
-                             extend: bool = True, *, gamma: float = 0.0,
-                             weight: str = "weight") -> dict[Hashable, float]:
-    """``{next node: probability}`` of the walk's next step at ``cur`` coming from ``prev`` (``None``: first step).
-
-    The exact distribution :func:`walks` samples from (the walk kernel calls the same function).
-    """
-    _check_params(1, 1, p, q)
-    nodes, indptr, indices, data = graph_to_csr(graph, weight)
-    index = {n: i for i, n in enumerate(nodes)}
-    c = index[cur]
-    pi = -1 if prev is None else index[prev]
-    if pi >= 0 and not graph.has_edge(prev, cur):
-        raise ValueError(f"{prev!r} and {cur!r} are not adjacent")
-    thr = _noise_thresholds(indptr, data, gamma) if extend else np.zeros(len(nodes), dtype=np.float32)
-    deg = int(indptr[c + 1] - indptr[c])
-    cdf = np.empty(max(deg, 1), dtype=np.float64)
-    total = _transition_cdf(indptr, indices, data, thr, c, pi, 1.0 / p, 1.0 / q, bool(extend), cdf)
-    probs = np.diff(cdf[:deg], prepend=0.0) / total if deg else np.zeros(0)
-    return {nodes[int(x)]: float(pr) for x, pr in zip(indices[indptr[c]:indptr[c + 1]], probs)}
-
-
 def embed(graph: nx.Graph, dim: int = 32, num_walks: int = 10, walk_length: int = 20, p: float = 1, q: float = 1,
           extend: bool = True, seed: int = 0, *, window: int = 10, epochs: int = 1, negative: int = 5,
           alpha: float = 0.025, min_alpha: float = 0.0001, sample: float = 1e-3, ns_exponent: float = 0.75,
           batch_words: int = 10000, gamma: float = 0.0, weight: str = "weight",
-          trainer: Literal["numba", "gensim"] = "numba", timings: dict | None = None) -> dict[Hashable, np.ndarray]:
+          timings: dict | None = None) -> dict[Hashable, np.ndarray]:
     """Node2vec(+) embeddings, ``{node: float32 vector of length dim}``; fast and deterministic for a given seed.
 
-    Same walk rule and defaults as :func:`embed_pecanpy` (window 10, one epoch, as pecanpy's ``embed``).
-    ``trainer``: ``"numba"`` (default, our skip-gram) or ``"gensim"`` (gensim ``Word2Vec``, ``workers=1``).
+    Same walk rule and defaults as pecanpy's ``embed`` (window 10, one epoch).
     ``timings``: if a dict is given, ``"walks"`` and ``"skipgram"`` seconds are stored in it.
     """
     t0 = time.perf_counter()
     nodes, mat, lengths = _walk_arrays(graph, num_walks, walk_length, p, q, extend, seed, gamma, weight)
     t1 = time.perf_counter()
-    if not nodes:
-        vectors = np.zeros((0, dim), dtype=np.float32)
-    elif trainer == "numba":
+    if nodes:
         vectors = _sgns_kernel(mat, lengths, len(nodes), int(dim), int(window), int(negative), float(alpha),
                                float(min_alpha), float(sample), float(ns_exponent), int(epochs),
                                np.uint64(seed & 0xFFFFFFFFFFFFFFFF), int(batch_words))
-    elif trainer == "gensim":
-        from gensim.models import Word2Vec
-
-        sentences = [[str(i) for i in row[:n]] for row, n in zip(mat.tolist(), lengths.tolist())]
-        w2v = Word2Vec(sentences, vector_size=dim, window=window, sg=1, min_count=0, workers=1, epochs=epochs,
-                       negative=negative, alpha=alpha, min_alpha=min_alpha, sample=sample, ns_exponent=ns_exponent,
-                       batch_words=batch_words, seed=seed)
-        vectors = w2v.wv[[str(i) for i in range(len(nodes))]]
     else:
-        raise ValueError(f"unknown trainer {trainer!r} (numba or gensim)")
+        vectors = np.zeros((0, dim), dtype=np.float32)
     t2 = time.perf_counter()
     if timings is not None:
         timings["walks"], timings["skipgram"] = t1 - t0, t2 - t1
     return {n: vectors[i].copy() for i, n in enumerate(nodes)}
-
-
-def warmup() -> None:
-    """Compile (or load from the on-disk cache) the numba kernels now, on a 4-node graph."""
-    g = nx.Graph()
-    g.add_weighted_edges_from([(0, 1, 1.0), (1, 2, 2.0), (2, 0, 0.5), (2, 3, 1.0)])
-    embed(g, dim=4, num_walks=1, walk_length=4)
-
-
-# ----------------------------------------------------------------------------------------------------------------------
-# Reference: pecanpy
-# ----------------------------------------------------------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def _numba_threads(n: int):
-    """pecanpy's walks run in a numba ``prange`` seeded per thread: one thread makes them reproducible."""
-    before = numba.get_num_threads()
-    numba.set_num_threads(max(1, min(int(n), numba.config.NUMBA_NUM_THREADS)))
-    try:
-        yield
-    finally:
-        numba.set_num_threads(before)
-
-
-def _pecanpy_graph(graph: nx.Graph, p: float, q: float, extend: bool, seed: int, gamma: float, weight: str,
-                   workers: int):
-    _check_params(1, 1, p, q)
-    pp = import_pecanpy()
-    nodes, indptr, indices, data = graph_to_csr(graph, weight)  # validates weights
-    adj = nx.to_numpy_array(graph, nodelist=nodes, weight=weight, dtype=np.float64)
-    g = pp.SparseOTF.from_mat(adj, [str(i) for i in range(len(nodes))], p=p, q=q, workers=workers, extend=extend,
-                              gamma=gamma, random_state=seed)
-    return nodes, g
-
-
-def walks_pecanpy(graph: nx.Graph, num_walks: int = 10, walk_length: int = 20, p: float = 1, q: float = 1,
-                  extend: bool = True, seed: int = 0, *, gamma: float = 0.0, weight: str = "weight",
-                  workers: int = 1) -> list[list[Hashable]]:
-    """pecanpy ``SparseOTF`` walks (lists of graph nodes), for comparison with :func:`walks`.
-
-    ``workers``: numba threads for pecanpy's walk loop; pecanpy seeds each thread, so only ``workers=1`` (default)
-    gives the same walks for the same seed.
-    """
-    _check_params(num_walks, walk_length, p, q)
-    nodes, g = _pecanpy_graph(graph, p, q, extend, seed, gamma, weight, workers)
-    with _numba_threads(workers):
-        walk_list = g.simulate_walks(num_walks, walk_length)
-    return [[nodes[int(i)] for i in walk] for walk in walk_list]
-
-
-def embed_pecanpy(graph: nx.Graph, dim: int = 32, num_walks: int = 10, walk_length: int = 20, p: float = 1,
-                  q: float = 1, extend: bool = True, seed: int = 0, *, window: int = 10, epochs: int = 1,
-                  gamma: float = 0.0, weight: str = "weight", workers: int = 1,
-                  timings: dict | None = None) -> dict[Hashable, np.ndarray]:
-    """Reference node2vec(+) embeddings with pecanpy: ``SparseOTF`` walks and pecanpy's word2vec step.
-
-    The steps are those of pecanpy's ``Base.embed`` (``simulate_walks``, then gensim ``Word2Vec(walks,
-    vector_size=dim, window=window, sg=1, min_count=0, workers=workers, epochs=epochs, seed=seed)``), spelled out
-    here only so ``timings`` (if a dict is given: ``"walks"``, ``"skipgram"`` seconds) can split them.
-    """
-    _check_params(num_walks, walk_length, p, q)
-    from gensim.models import Word2Vec
-
-    t0 = time.perf_counter()
-    nodes, g = _pecanpy_graph(graph, p, q, extend, seed, gamma, weight, workers)
-    if not nodes:
-        return {}
-    with _numba_threads(workers):
-        walk_list = g.simulate_walks(num_walks, walk_length)
-    t1 = time.perf_counter()
-    w2v = Word2Vec(walk_list, vector_size=dim, window=window, sg=1, min_count=0, workers=workers, epochs=epochs,
-                   seed=seed)
-    vectors = w2v.wv[g.nodes]
-    t2 = time.perf_counter()
-    if timings is not None:
-        timings["walks"], timings["skipgram"] = t1 - t0, t2 - t1
-    return {n: vectors[i].copy() for i, n in enumerate(nodes)}
-
-
-# ----------------------------------------------------------------------------------------------------------------------
-# Edge embeddings
-# ----------------------------------------------------------------------------------------------------------------------
-
-
-def edge_embedding(emb: dict, u: Hashable, v: Hashable,
-                   op: Literal["hadamard", "average", "l1", "l2"] = "hadamard") -> np.ndarray:
-    """Embedding of the edge (u, v) from node embeddings, with one of node2vec's binary operators.
-
-    ``hadamard`` (element-wise product, node2vec's best for link prediction), ``average``, ``l1`` (|a - b|),
-    ``l2`` ((a - b)^2). All are symmetric in u and v. The edge need not exist in the graph (the paper's step 4).
-    """
-    a, b = emb[u], emb[v]
-    if op == "hadamard":
-        return a * b
-    if op == "average":
-        return (a + b) / 2
-    if op == "l1":
-        return np.abs(a - b)
-    if op == "l2":
-        return (a - b) ** 2
-    raise ValueError(f"unknown op {op!r} (hadamard, average, l1, l2)")
