@@ -7,64 +7,41 @@ from __future__ import annotations
 
 import os
 import shutil
-import sys
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.hub_server import HubServer, configure_hf_client, prepare_environment, reset_hf_client
+
 # ====================================================================================================================
-# Local Hugging Face Hub server (tests/hub_server.py)
+# Local Hugging Face Hub server (tests/hub_server/)
 #
 #   hub_root      an empty hub root folder (ROOT/models, ROOT/datasets)
 #   hub_server    a started HubServer over hub_root; the real huggingface_hub client is pointed at it
 #   fixture_hub   a started HubServer over a temporary COPY of tests/hub_fixtures
 #   make_repo     (import it from tests.hub_server) writes a tiny repo into a root folder
 #
-# How huggingface_hub reads its endpoint: `huggingface_hub.constants` reads HF_ENDPOINT, HF_HOME (and the cache/token
-# paths derived from it), HF_HUB_ETAG_TIMEOUT, HF_HUB_DOWNLOAD_TIMEOUT, HF_HUB_DISABLE_TELEMETRY... ONCE, when it is
-# imported. Some values are frozen even further: `get_hf_file_metadata(timeout=constants.HF_HUB_ETAG_TIMEOUT)` binds
-# the timeout as a default argument, and `huggingface_hub.hf_api.api = HfApi()` (the object behind the module-level
-# `huggingface_hub.model_info`, `list_models`, ...) copies ENDPOINT at import. The server port is only known once a
-# fixture starts it, so:
-#   1. here, at conftest import (pytest imports conftest before any test module, hence before huggingface_hub),
-#      safe defaults go into the environment: no telemetry, short timeouts (so "timeout" faults are quick), and an
-#      endpoint on a closed local port, so that a test which forgot the fixture fails fast instead of trying to reach
-#      huggingface.co. Values already set in the environment are kept.
-#   2. the fixtures set HF_ENDPOINT / HF_HOME / ... for the started server (inherited by subprocesses, which read
-#      them at their own import) AND patch the already-imported values (`configure_hf_client`), undone at teardown.
+# huggingface_hub reads HF_ENDPOINT, HF_HOME, its timeouts... ONCE, when it is imported (tests/hub_server/client.py
+# says what and why). pytest imports this file before any test module, hence before huggingface_hub: the settings
+# every test shares go into the environment here (a temporary HF_HOME, no telemetry, short timeouts so that
+# "timeout" faults are quick, an endpoint on a closed local port so that a test which forgot the fixture fails
+# fast); the fixtures then point the client at the server they started, for that test only.
 # ====================================================================================================================
 
 HUB_ETAG_TIMEOUT = 2  # seconds; HubServer.timeout_delay (3 s) must stay above it
 HUB_DOWNLOAD_TIMEOUT = 2
 
-if "huggingface_hub" not in sys.modules:
-    # Tests never read or write the user's Hub cache (downloads, the selector's cached choices).
-    os.environ["HF_HOME"] = tempfile.mkdtemp(prefix="hubselect-tests-hf-home-")
-    os.environ.setdefault("HF_ENDPOINT", "http://127.0.0.1:9")
-    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
-    os.environ.setdefault("HF_HUB_ETAG_TIMEOUT", str(HUB_ETAG_TIMEOUT))
-    os.environ.setdefault("HF_HUB_DOWNLOAD_TIMEOUT", str(HUB_DOWNLOAD_TIMEOUT))
-
-from tests.hub_server import HubServer, configure_hf_client, reset_hf_client  # noqa: E402
-
+prepare_environment(etag_timeout=HUB_ETAG_TIMEOUT, download_timeout=HUB_DOWNLOAD_TIMEOUT)
 
 # Real Hub config files of the paper's pipelines, with their provenance (hub_fixtures/models/PROVENANCE.md).
 HUB_FIXTURES = Path(__file__).resolve().parent / "hub_fixtures"
 
 
-
 def _serve(root: Path, monkeypatch: pytest.MonkeyPatch, hf_home: Path) -> Iterator[HubServer]:
     server = HubServer(root).start()
     try:
-        configure_hf_client(
-            monkeypatch,
-            server.url,
-            hf_home,
-            etag_timeout=HUB_ETAG_TIMEOUT,
-            download_timeout=HUB_DOWNLOAD_TIMEOUT,
-        )
+        configure_hf_client(monkeypatch, server.url, hf_home)
         yield server
     finally:
         server.stop()
