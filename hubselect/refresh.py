@@ -268,9 +268,10 @@ def crawl_step(stage, cfg: RefreshConfig, client) -> dict:
 def sync_step(stage, cfg: RefreshConfig, client) -> dict:
     """Pull the edge dataset into the staging zoo; a missing edge dataset is a warning in the result."""
     from hubselect.errors import HubError, HubNotFound, HubUnauthorized, hub_user_error
-    from hubselect.share.records import default_edges_repo, pull
+    from hubselect.share.records import edges_repo
+    from hubselect.share.sync import pull
 
-    repo = cfg.edges_repo or default_edges_repo()
+    repo = edges_repo(cfg.edges_repo)
     try:
         client.dataset_meta(repo)
     except HubError as exc:

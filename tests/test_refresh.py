@@ -148,7 +148,8 @@ def zoo_with_records(hub_server, hub_root, tmp_path, monkeypatch):
 
 
 def push(server, scores: dict[str, dict[str, float]]) -> None:
-    from hubselect.share.records import make_record, push_records
+    from hubselect.share.push import push_records
+    from hubselect.share.records import make_record
     from hubselect.hub import HubClient
     client = HubClient(endpoint=server.url, token="hf_write", retries=1, backoff=0.01)
     push_records([make_record(m, d, s) for d, by_model in scores.items() for m, s in by_model.items()],

@@ -14,13 +14,14 @@ from typing import Optional
 
 import typer
 
+from hubselect.cli.options import EDGES_REPO_HELP, JsonOption, ZooOption
+from hubselect.cli.root import _echo_json
+
 PROG = "hubselect"
 
 
 def refresh(
-    zoo: Optional[Path] = typer.Option(None, "--zoo", file_okay=False,
-                                       help="The zoo to refresh in place (default: $HUBSELECT_ZOO, else your zoo "
-                                            "in $HF_HOME/hubselect/zoo, made from the shipped zoo on first use)."),
+    zoo: Optional[Path] = ZooOption,
     config: Optional[Path] = typer.Option(None, "--config", dir_okay=False,
                                           help="JSON configuration: datasets, limit, pinned, edges_repo, variant, "
                                                "seed, tolerance (every key optional)."),
@@ -29,17 +30,21 @@ def refresh(
     no_pinned: bool = typer.Option(False, "--no-pinned",
                                    help="Leave out the pinned repos, crawlers/pinned.txt (overrides the config)."),
     edges_repo: Optional[str] = typer.Option(None, "--edges-repo",
-                                             help="Edge dataset repo ID to sync (overrides the config)."),
+                                             help=f"{EDGES_REPO_HELP} Overrides the config's edges_repo."),
     download_dir: Optional[Path] = typer.Option(None, "--download-dir", file_okay=False,
                                                 help="Download each configured dataset's top pipeline into "
                                                      "DIR/<owner>--<name>, with DIR/manifest.json."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Do everything on the staging copy; write nothing."),
-    json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON on stdout."),
+    json_out: bool = JsonOption,
     github_output: Optional[Path] = typer.Option(None, "--github-output", dir_okay=False,
                                                  help="Append changed=, cache_key= and summary= lines to FILE "
                                                       "(the workflow's $GITHUB_OUTPUT)."),
 ):
-    """Crawl, sync, refit and evaluate on a staging copy; update the zoo only if the evaluation holds."""
+    """Crawl, sync, refit and evaluate on a staging copy; update the zoo only if the evaluation holds.
+
+    The zoo is refreshed in place: --zoo DIR, else your zoo (never the shipped one). Exit code 1 when the
+    guard refuses the update, with the zoo left untouched.
+    """
     from hubselect.hub import check_repo_id
     from hubselect.refresh import load_config, refresh_zoo
 
@@ -64,7 +69,6 @@ def refresh(
     if github_output is not None:
         write_github_output(github_output, summary)
     if json_out:
-        from hubselect.cli.root import _echo_json
         _echo_json(summary)
     else:
         typer.echo("\n".join(summary_lines(summary)))
