@@ -1,8 +1,13 @@
-"""FID / KID / CMMD (hubselect.finetune.scoring): closed forms, direct references, real probe."""
+"""FID / KID / CMMD (hubselect.finetune.scoring): closed forms, direct references, clean-fid's own functions
+(which scoring calls, and against which its faster routes are checked), real probe."""
 
 from __future__ import annotations
 
 import itertools
+import subprocess
+import sys
+import types
+import warnings
 
 import numpy as np
 import pytest
@@ -81,6 +86,40 @@ def test_fid_is_symmetric_and_grows_with_the_mean_shift():
     assert values == pytest.approx([s * s for s in shifts], rel=1e-8)
 
 
+def _cleanfid_fid(x: np.ndarray, y: np.ndarray) -> float:
+    from cleanfid.fid import frechet_distance
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)      # SciPy >= 1.16 on clean-fid's sqrtm(disp=False)
+        return float(frechet_distance(x.mean(axis=0), np.cov(x, rowvar=False), y.mean(axis=0), np.cov(y, rowvar=False)))
+
+
+@pytest.mark.parametrize("n_real, n_fake, dim", [(300, 200, 6), (40, 90, 32), (600, 520, 512)])
+def test_fid_with_more_images_than_dimensions_is_clean_fids_and_so_is_the_low_rank_route(n_real, n_fake, dim):
+    """More images than dimensions: fid is clean-fid's frechet_distance; the exact n x n route, valid for any n,
+    gives the same there."""
+    from hubselect.finetune.scoring import _fid_low_rank
+
+    rng = np.random.default_rng(n_real + dim)
+    real = rng.normal(size=(n_real, dim)) @ rng.normal(size=(dim, dim)) * 0.3
+    fake = rng.normal(0.2, 1.0, size=(n_fake, dim))
+    reference = _cleanfid_fid(real, fake)
+    assert fid(real, fake) == pytest.approx(reference, rel=1e-12)
+    assert _fid_low_rank(real, fake) == pytest.approx(reference, rel=1e-9)
+
+
+def test_fid_falls_back_to_the_exact_route_when_clean_fid_refuses(monkeypatch):
+    from hubselect.finetune.scoring import _fid_low_rank
+
+    def refuse(*_):
+        raise ValueError("Imaginary component 0.01")
+
+    rng = np.random.default_rng(16)
+    x, y = rng.standard_normal((50, 4)), rng.standard_normal((60, 4)) + 0.5
+    monkeypatch.setattr(scoring, "_cleanfid", lambda: types.SimpleNamespace(frechet_distance=refuse))
+    assert fid(x, y) == _fid_low_rank(x, y)
+
+
 def test_fid_with_fewer_samples_than_dimensions():
     rng = np.random.default_rng(3)
     x, y = rng.standard_normal((8, 64)), rng.standard_normal((8, 64)) + 1.0
@@ -150,6 +189,37 @@ def test_kid_is_unbiased_so_it_can_be_negative():
 def test_kid_needs_two_rows():
     with pytest.raises(UserError, match="at least 2"):
         kid(np.ones((1, 3)), np.ones((5, 3)))
+
+
+def _cleanfid_kid(x: np.ndarray, y: np.ndarray, subsets: int, subset_size: int, seed: int) -> float:
+    from cleanfid.fid import kernel_distance
+
+    np.random.seed(seed)
+    return kernel_distance(x, y, num_subsets=subsets, max_subset_size=subset_size)
+
+
+@pytest.mark.parametrize("n_real, n_fake, subsets, subset_size", [(9, 9, 1, 1000), (9, 9, 5, 9), (40, 50, 7, 30),
+                                                                  (40, 50, 1, 30), (50, 40, 3, 1000)])
+def test_kid_is_clean_fids_kernel_distance_with_a_seeded_global_state(n_real, n_fake, subsets, subset_size):
+    """Whole sets and one round are clean-fid's own call; several rounds come from kernels computed once, with the
+    subsets clean-fid draws. numpy's global random state is left as it was."""
+    rng = np.random.default_rng(n_real + subsets)
+    x = rng.standard_normal((n_real, 6))
+    y = rng.standard_normal((n_fake, 6)) * 0.8 + 0.2
+    before = np.random.get_state()
+    value = kid(x, y, subsets=subsets, subset_size=subset_size, seed=5)
+    after = np.random.get_state()
+    assert np.array_equal(before[1], after[1]) and before[2:] == after[2:]
+    rounds = 1 if min(subset_size, n_real, n_fake) == n_real == n_fake else subsets
+    assert value == pytest.approx(_cleanfid_kid(x, y, rounds, subset_size, 5), rel=1e-12, abs=1e-14)
+
+
+def test_importing_scoring_or_the_cli_does_not_import_clean_fid():
+    code = ("import sys, hubselect.finetune.scoring, hubselect.cli.root\n"
+            "print('cleanfid' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "False"
 
 
 def test_kid_large_sets_without_cached_kernels(monkeypatch):

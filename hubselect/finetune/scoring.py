@@ -14,9 +14,13 @@ equilibrium")
 
         FID = |mu_r - mu_f|² + tr(S_r) + tr(S_f) - 2 tr((S_r S_f)^{1/2})
 
-    mu = sample mean, S = sample covariance with ddof=1 (n - 1 denominator), both in float64;
-    computed by :func:`hubselect.profile.distance.frechet_distance` (exact for rank-deficient covariances,
-    never negative). The value is the squared distance, as FID is always reported. "clip-fid" is
+    mu = sample mean, S = sample covariance with ddof=1 (n - 1 denominator), both in float64. With
+    more images than dimensions in both sets it is clean-fid's own ``frechet_distance`` (Parmar et
+    al. 2022, github.com/GaParmar/clean-fid: ``scipy.linalg.sqrtm`` of S_r S_f). With fewer (a
+    validation set of a few dozen images in a 512- or 1280-d space) a covariance is singular, where
+    the square root of the product is ill-posed, and the exact value comes from the n_r x n_f sample
+    matrices instead (:func:`_fid_low_rank`); the tests check both against clean-fid. Never
+    negative. The value is the squared distance, as FID is always reported. "clip-fid" is
     this number on the clip probe's ``encode_image`` features (open_clip ViT-B-32, 512-d), not on
     Inception-v3 pool features, so it is not on the scale of published (Inception) FIDs.
 
@@ -30,15 +34,16 @@ KID (Bińkowski et al. 2018, "Demystifying MMD GANs")
         MMD²_u = Σ_{i≠j} k(x_i, x_j) / (m(m-1)) + Σ_{i≠j} k(y_i, y_j) / (m(m-1))
                  - 2 Σ_{i,j} k(x_i, y_j) / m²
 
-    averaged over ``subsets`` pairs of random subsets drawn without replacement (``numpy``
-    ``default_rng(seed)``, so the value is deterministic for a seed). Defaults ``subsets=100``,
-    ``subset_size=1000`` are those of clean-fid's ``kernel_distance(num_subsets=100,
-    max_subset_size=1000)`` (Parmar et al. 2022, github.com/GaParmar/clean-fid); the subset size is
-    capped at min(n_r, n_f), and when that takes every row of both sets all subsets are the same
-    and one is computed. Being unbiased, KID is ~0 (and can be slightly negative) for two samples
-    of one distribution, and its expectation does not depend on the sample size. Reported unscaled
-    (papers often print KID x 1000). The random subsets differ from clean-fid's (which use the
-    global ``np.random`` state), so values agree with clean-fid's only in expectation.
+    averaged over ``subsets`` pairs of random subsets drawn without replacement. It is clean-fid's
+    ``kernel_distance`` with its defaults ``num_subsets=100, max_subset_size=1000``, run with
+    numpy's global random state seeded by ``seed`` (and restored after), so the value is
+    deterministic for a seed and equals ``np.random.seed(seed); kernel_distance(real, fake, ...)``.
+    The subset size is capped at min(n_r, n_f); when that takes every row of both sets, all subsets
+    are the same and one is computed. With many subsets of sets whose kernel matrices fit in memory,
+    the three kernel matrices are computed once and each subset indexes them (the same subsets, so
+    the same value; clean-fid recomputes them per subset). Being unbiased, KID is ~0 (and can be
+    slightly negative) for two samples of one distribution, and its expectation does not depend on
+    the sample size. Reported unscaled (papers often print KID x 1000).
 
 CMMD (Jayasumana et al. 2024, "Rethinking FID: Towards a Better Evaluation Metric for Image
 Generation", CVPR)
@@ -71,13 +76,15 @@ with the same probe). KID's estimator is unbiased; CMMD's bias is O(1/n) and usu
 
 from __future__ import annotations
 
+import contextlib
+import sys
+import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 
-from hubselect.profile.distance import frechet_distance
 from hubselect.errors import UserError
 
 __all__ = [
@@ -136,6 +143,13 @@ def _pair(real: Any, fake: Any, min_rows: int) -> tuple[np.ndarray, np.ndarray]:
 # FID
 # ------------------------------------------------------------------------------------------------
 
+def _cleanfid():
+    """clean-fid's metric module, imported on first use (it imports torchvision, about 1.5 s)."""
+    from cleanfid import fid as cleanfid_fid
+
+    return cleanfid_fid
+
+
 def _gaussian(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     mu = x.mean(axis=0)
     c = x - mu
@@ -146,17 +160,26 @@ def _gaussian(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def fid(real: np.ndarray, fake: np.ndarray) -> float:
     """Squared Fréchet distance between Gaussians fitted to two embedding sets (n >= 2 each).
 
-    Mean and ddof=1 covariance in float64. With fewer images than dimensions (a validation set of
-    a few hundred images in a 512- or 1280-d space) the covariances have rank < d and the exact
-    value comes from the n_r x n_f sample matrices (:func:`_fid_low_rank`) instead of two d x d
-    eigendecompositions; otherwise :func:`hubselect.profile.distance.frechet_distance`.
+    Mean and ddof=1 covariance in float64. When a set has no more images than dimensions its
+    covariance is singular (rank <= n - 1 < d) and the exact value comes from the n_r x n_f sample
+    matrices (:func:`_fid_low_rank`); otherwise it is clean-fid's ``frechet_distance``.
     """
     r, f = _pair(real, fake, 2)
-    if r.shape[0] * f.shape[0] < r.shape[1] ** 2:
+    if min(r.shape[0], f.shape[0]) <= r.shape[1]:
         return _fid_low_rank(r, f)
     mu_r, s_r = _gaussian(r)
     mu_f, s_f = _gaussian(f)
-    return float(frechet_distance(mu_r, s_r, mu_f, s_f))
+    if np.array_equal(mu_r, mu_f) and np.array_equal(s_r, s_f):
+        return 0.0
+    try:
+        # clean-fid prints a notice when it retries a singular product: keep stdout for --json output.
+        # SciPy 1.16-1.17 warn that clean-fid's sqrtm(disp=False) goes away in 1.18 (pyproject bounds scipy).
+        with contextlib.redirect_stdout(sys.stderr), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="The `disp` argument is deprecated", category=DeprecationWarning)
+            value = float(_cleanfid().frechet_distance(mu_r, s_r, mu_f, s_f))
+    except ValueError:   # clean-fid refuses a square root with a large imaginary part (ill-conditioned)
+        return _fid_low_rank(r, f)
+    return max(value, 0.0)
 
 
 def _fid_low_rank(real: np.ndarray, fake: np.ndarray) -> float:
@@ -193,37 +216,54 @@ def _mmd2_unbiased(kxx: np.ndarray, kyy: np.ndarray, kxy: np.ndarray) -> float:
     return _offdiag_mean(kxx) + _offdiag_mean(kyy) - 2.0 * float(kxy.mean())
 
 
+@contextlib.contextmanager
+def _numpy_global_seed(seed: int):
+    """numpy's global random state seeded with ``seed`` inside the block and restored after it."""
+    state = np.random.get_state()
+    np.random.seed(seed)
+    try:
+        yield
+    finally:
+        np.random.set_state(state)
+
+
 def kid(real: np.ndarray, fake: np.ndarray, subsets: int = KID_SUBSETS, subset_size: int = KID_SUBSET_SIZE,
         seed: int = 0) -> float:
     """Kernel Inception Distance: unbiased MMD² with k(x, y) = (xᵀy/d + 1)³, averaged over subsets.
 
-    Each of ``subsets`` rounds draws m = min(subset_size, n_real, n_generated) rows without
-    replacement from each set (``np.random.default_rng(seed)``); needs >= 2 rows per set. When m
-    covers both sets entirely every round is identical and it is computed once.
+    clean-fid's ``kernel_distance(real, fake, num_subsets=subsets, max_subset_size=subset_size)``
+    with numpy's global random state seeded by ``seed`` (restored after): each round draws
+    m = min(subset_size, n_real, n_generated) rows without replacement from each set; needs >= 2
+    rows per set. When m covers both sets entirely every round is identical and one is computed;
+    with several rounds over kernel matrices that fit in memory, :func:`_kid_from_kernels` draws the
+    same subsets from matrices computed once.
     """
     r, f = _pair(real, fake, 2)
     if subsets < 1:
         raise UserError(f"kid: subsets must be >= 1, got {subsets}")
     if subset_size < 2:
         raise UserError(f"kid: subset_size must be >= 2, got {subset_size}")
-    n_r, n_f, d = r.shape[0], f.shape[0], r.shape[1]
+    n_r, n_f = r.shape[0], f.shape[0]
     m = min(subset_size, n_r, n_f)
     if m == n_r and m == n_f:
-        return _mmd2_unbiased(_poly(r, r, d), _poly(f, f, d), _poly(r, f, d))
-    rng = np.random.default_rng(seed)
-    # Whole kernel matrices once when they fit; else per subset.
-    cached = n_r * n_r + n_f * n_f + n_r * n_f <= 4 * _CHUNK_ELEMENTS
-    if cached:
-        krr, kff, krf = _poly(r, r, d), _poly(f, f, d), _poly(r, f, d)
+        subsets = 1
+    if subsets > 1 and n_r * n_r + n_f * n_f + n_r * n_f <= 4 * _CHUNK_ELEMENTS:
+        return _kid_from_kernels(r, f, m, subsets, seed)
+    with _numpy_global_seed(seed):
+        return float(_cleanfid().kernel_distance(r, f, num_subsets=subsets, max_subset_size=m))
+
+
+def _kid_from_kernels(real: np.ndarray, fake: np.ndarray, m: int, subsets: int, seed: int) -> float:
+    """clean-fid's ``kernel_distance`` after ``np.random.seed(seed)``, from the three kernel matrices
+    computed once: the same subsets, drawn in clean-fid's order (the generated set's rows first)."""
+    d = real.shape[1]
+    krr, kff, krf = _poly(real, real, d), _poly(fake, fake, d), _poly(real, fake, d)
+    rng = np.random.RandomState(seed)   # the generator np.random.seed(seed) sets up
     total = 0.0
     for _ in range(subsets):
-        i = np.sort(rng.choice(n_r, m, replace=False))
-        j = np.sort(rng.choice(n_f, m, replace=False))
-        if cached:
-            total += _mmd2_unbiased(krr[np.ix_(i, i)], kff[np.ix_(j, j)], krf[np.ix_(i, j)])
-        else:
-            x, y = r[i], f[j]
-            total += _mmd2_unbiased(_poly(x, x, d), _poly(y, y, d), _poly(x, y, d))
+        j = rng.choice(fake.shape[0], m, replace=False)
+        i = rng.choice(real.shape[0], m, replace=False)
+        total += _mmd2_unbiased(krr[np.ix_(i, i)], kff[np.ix_(j, j)], krf[np.ix_(i, j)])
     return total / subsets
 
 
