@@ -24,8 +24,6 @@ MODELS = ["org/sd-small", "org/sd-base", "org/sd-large", "org/pixart"]
 DATASETS = ["ds/faces", "ds/cars", "ds/birds"]
 
 
-
-
 def hub_files(hub_root: Path, prefix: str = "records/") -> list[str]:
     repo = hub_root / "datasets" / REPO_ID
     if not repo.is_dir():

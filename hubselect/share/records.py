@@ -167,6 +167,7 @@ def zoo_score_range(zoo_path: Path, info) -> tuple[float, float]:
         declared = (float(value[0]), float(value[1]))
     return score_range(info.metric, info.higher_is_better, declared)
 
+
 def check_text(value: Any, what: str, max_len: int = MAX_TEXT, pattern: re.Pattern | None = None) -> str:
     """``value`` when it is a non-empty printable string of at most ``max_len`` characters that ``pattern``
     matches in full; :class:`UserError` naming ``what`` otherwise."""
@@ -300,7 +301,6 @@ def check_record_file(path: str, data: bytes, metric: str | None = None,
     if metric is not None and record["metric"] != metric:
         raise BadFile("other_metric", f"metric {record['metric']}, the zoo's is {metric}")
     return record
-
 
 
 # -- 0.1's names, until every caller imports them from the module that owns them (issue 13) ----------------
