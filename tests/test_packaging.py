@@ -8,14 +8,18 @@ is not on the path, so what runs is what the wheel holds.
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import json
 import os
+import re
 import shutil
 import site
 import subprocess
 import sys
 import zipfile
+from email.parser import Parser
+from importlib.metadata import packages_distributions
 from pathlib import Path
 
 import pandas as pd
@@ -70,7 +74,7 @@ def installed(wheel, tmp_path_factory) -> Path:
 
 
 def _run_installed(target: Path, args: list[str], cwd: Path, hf_home: Path) -> subprocess.CompletedProcess:
-    """`python -S -m ARGS` (or `python -S -c CODE`) seeing only the install target and the dependencies' site-packages."""
+    """`python -S -m ARGS` (or `-c CODE`) seeing only the install target and the dependencies' site-packages."""
     deps = [p for p in site.getsitepackages() if Path(p).is_dir()]
     env = _offline_env(PYTHONPATH=os.pathsep.join([str(target), *deps]), HF_HOME=str(hf_home))
     args = args if args[0] == "-c" else ["-m", *args]
@@ -96,6 +100,69 @@ def test_wheel_holds_the_package_the_crawlers_under_its_namespace_and_the_shippe
                for p in (REPO / "zoo_cache").rglob("*") if p.is_file()}
     assert {"hubselect/zoo_cache/zoo.json", "hubselect/zoo_cache/models.csv"} <= shipped
     assert shipped - names == set()
+
+
+# Declared but imported by no module of the product: what uses them.
+USED_INDIRECTLY = {
+    "torchvision": "bounded with torch; open_clip and clean-fid import it",
+    "pyarrow": "pandas' parquet engine for parquet zoo tables and metadata.parquet",
+    "sentencepiece": "the T5 tokenizers that transformers loads for sd3, flux and pixart",
+}
+# The packages of the optional extras, and the only modules allowed to import them (each turns a missing package
+# into a one-line error naming the extra; tests/test_extras.py).
+OPTIONAL_IMPORTS = {"numba": {"hubselect/rank/graph/node2vec.py"}, "xgboost": {"hubselect/rank/predictors.py"}}
+
+
+def _normalised(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _product_imports() -> dict[str, set[str]]:
+    """Top-level module -> the product files (hubselect/, crawlers/) that import it, stdlib and the package aside."""
+    found: dict[str, set[str]] = {}
+    for root in ("hubselect", "crawlers"):
+        for path in (REPO / root).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                if isinstance(node, ast.Import):
+                    names = [a.name for a in node.names]
+                elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                    names = [node.module]
+                else:
+                    continue
+                for name in names:
+                    top = name.split(".")[0]
+                    if top not in sys.stdlib_module_names and top not in ("hubselect", "crawlers"):
+                        found.setdefault(top, set()).add(path.relative_to(REPO).as_posix())
+    return found
+
+
+def test_wheel_declares_every_import_of_the_product_and_uses_every_declaration(wheel):
+    from packaging.requirements import Requirement
+
+    with zipfile.ZipFile(wheel) as zf:
+        (meta_name,) = [n for n in zf.namelist() if n.endswith(".dist-info/METADATA")]
+        meta = Parser().parsestr(zf.read(meta_name).decode())
+    declared: dict[str, set[str]] = {}          # extra ("" for the core) -> distributions
+    for line in meta.get_all("Requires-Dist"):
+        req = Requirement(line)
+        extra = next((e for e in ("graph", "studies", "test") if req.marker and req.marker.evaluate({"extra": e})), "")
+        declared.setdefault(extra, set()).add(_normalised(req.name))
+    assert set(meta.get_all("Provides-Extra")) == {"graph", "studies", "test"}
+    assert declared["graph"] == {"numba"} and declared["studies"] == {"xgboost-cpu"}
+    assert "hubselect" in declared["test"]           # the test extra pulls every other extra: nothing is skipped
+    assert {"pytest", "pecanpy", "gensim"} <= declared["test"]
+    product = declared[""] | declared["graph"] | declared["studies"]
+
+    imports = _product_imports()
+    providers = {module: {_normalised(d) for d in dists} for module, dists in packages_distributions().items()}
+    undeclared = sorted(m for m in imports if not providers.get(m, set()) & product)
+    assert undeclared == [], f"imported by the product but not declared (core, graph or studies): {undeclared}"
+    imported = set().union(*(providers.get(m, set()) for m in imports))
+    unused = sorted(product - imported - set(USED_INDIRECTLY))
+    assert unused == [], f"declared but never imported by the product: {unused}"
+    assert not set(USED_INDIRECTLY) & imported, "imported after all: drop it from USED_INDIRECTLY"
+    for module, allowed in OPTIONAL_IMPORTS.items():
+        assert imports.get(module, set()) == allowed, f"{module} (an optional extra) imported by {imports.get(module)}"
 
 
 def test_installed_wheel_ranks_the_shipped_zoo_from_any_folder_and_writes_nothing(installed, tmp_path):

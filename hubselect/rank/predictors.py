@@ -10,6 +10,8 @@ likely bin).
 
 Every predictor has ``fit(X, u, groups)`` and ``predict(X) -> (expected_u, confidence)``; no work
 happens in constructors. ``PREDICTORS`` maps names to factories; the evaluation compares them.
+``xgboost`` needs the ``studies`` extra (``pip install 'hubselect[studies]'``); without it, choosing it is a
+one-line error that says so.
 """
 
 from __future__ import annotations
@@ -158,7 +160,11 @@ class CatBoostRankObjective:
 
 
 def _xgboost_classifier(seed: int):
-    from xgboost import XGBClassifier
+    try:
+        from xgboost import XGBClassifier
+    except ImportError:   # an optional dependency: only this predictor and the studies use it
+        from hubselect.errors import UserError
+        raise UserError("the xgboost predictor needs the studies extra: pip install 'hubselect[studies]'") from None
     return lambda: XGBClassifier(n_estimators=300, random_state=seed, n_jobs=-1, verbosity=0)
 
 
