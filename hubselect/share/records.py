@@ -303,7 +303,7 @@ def check_record_file(path: str, data: bytes, metric: str | None = None,
     return record
 
 
-# -- 0.1's names, until every caller imports them from the module that owns them (issue 13) ----------------
-_check_repo_id = edges_repo
+# 0.1's edges.py held all of share/: its names stay importable from here until callers import them from their
+# own module (cli/share.py's ``pull``)
 __getattr__ = forward("hubselect.share.sync", "hubselect.share.push", "hubselect.share.trust",
                       "hubselect.share.profiles")
