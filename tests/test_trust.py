@@ -479,7 +479,7 @@ def test_sigkill_at_every_write_of_a_profile_leaves_the_zoo_before_or_after(tmp_
 # -- names from others never become actions ---------------------------------------------------------------
 
 def test_suggest_acts_only_on_hub_ids_or_names_the_user_typed(tmp_path, monkeypatch):
-    from hubselect.sweep import pairs as sweeps
+    from hubselect.sweep.suggestions import suggest
     from hubselect.evaluate.synthetic import make_synthetic_zoo
 
     zoo = make_synthetic_zoo(n_models=4, n_datasets=6, density=0.6, seed=1).write(tmp_path / "zoo")
@@ -492,12 +492,12 @@ def test_suggest_acts_only_on_hub_ids_or_names_the_user_typed(tmp_path, monkeypa
     (tmp_path / "photos").mkdir()
     (tmp_path / "kind0" / "local").mkdir(parents=True)
     monkeypatch.chdir(tmp_path)
-    out = sweeps.suggest(100, zoo=zoo, read_edges=False)
+    out = suggest(100, zoo=zoo, read_edges=False)
     suggested = {s["dataset"] for s in out["suggestions"]}
     assert suggested and not suggested & {"photos", "kind0/local"}
     assert all(s.get("dataset_source") in (None, s["dataset"]) for s in out["suggestions"])
     assert any("2 dataset(s) of the zoo left out" in n for n in out["notes"])
-    typed = sweeps.suggest(100, zoo=zoo, datasets=["photos"], read_edges=False)     # the user's own folder
+    typed = suggest(100, zoo=zoo, datasets=["photos"], read_edges=False)     # the user's own folder
     assert {s["dataset"] for s in typed["suggestions"]} == {"photos"}
 
 
