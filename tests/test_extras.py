@@ -40,6 +40,15 @@ def _tables(seed: int = 1) -> ZooTables:
                      info=None, higher_is_better=zoo.higher_is_better, metric=zoo.metric, probe=None)
 
 
+def test_the_default_selector_needs_no_extra(without_numba, without_xgboost, monkeypatch):
+    for reference_only in ("pecanpy", "gensim"):
+        monkeypatch.setitem(sys.modules, reference_only, None)
+    tables = _tables()
+    held_out = sorted(set(tables.records["dataset"]))[0]
+    ranking = MatchAndChoose(seed=0).fit(tables.without(held_out)).predict(held_out)
+    assert sorted(ranking["model"]) == sorted(tables.models["model"])
+
+
 def test_node2vec_without_numba_is_one_line_naming_the_graph_extra(without_numba):
     with pytest.raises(UserError) as exc:
         importlib.import_module("hubselect.rank.graph.node2vec")
