@@ -1,4 +1,4 @@
-"""Tests of tests/hub_server.py with the REAL huggingface_hub client over real HTTP (no mocking)."""
+"""Tests of the local Hub endpoint (tests/hub_server/): the REAL huggingface_hub client over real HTTP, no mocks."""
 
 from __future__ import annotations
 

@@ -152,44 +152,32 @@ def _norm_date(value: Any, fallback: float) -> str:
 # -- README front matter -------------------------------------------------------------------------------------------
 
 
-def _front_matter(text: str) -> str | None:
-    """The YAML between the README's leading ``---`` lines (None when there is no such block)."""
-    if not text.startswith("---"):
-        return None
+def _load_front_matter(text: str) -> tuple[Any, str | None]:
+    """(the YAML between the README's leading ``---`` lines, None), or (None, why it is not YAML);
+    (None, None) when there is no such block."""
     lines = text.splitlines()
-    if lines[0].strip() != "---":
-        return None
+    if not text.startswith("---") or lines[0].strip() != "---":
+        return None, None
     for i in range(1, len(lines)):
         if lines[i].strip() == "---":
-            return "\n".join(lines[1:i])
-    return None
+            import yaml  # PyYAML, a dependency of the project
+
+            try:
+                return yaml.safe_load("\n".join(lines[1:i])), None
+            except yaml.YAMLError as e:
+                return None, f"Invalid YAML in README.md metadata: {e}"
+    return None, None
 
 
 def parse_front_matter(text: str) -> dict | None:
     """The README's card data (None when absent or not a YAML mapping)."""
-    block = _front_matter(text)
-    if block is None:
-        return None
-    import yaml  # PyYAML, a dependency of the project
-
-    try:
-        data = yaml.safe_load(block)
-    except yaml.YAMLError:
-        return None
+    data, _ = _load_front_matter(text)
     return data if isinstance(data, dict) else None
 
 
 def front_matter_error(text: str) -> str | None:
     """Why a README's front matter is refused (for /api/validate-yaml); None when it is fine or absent."""
-    block = _front_matter(text)
-    if block is None:
-        return None
-    import yaml
-
-    try:
-        data = yaml.safe_load(block)
-    except yaml.YAMLError as e:
-        return f"Invalid YAML in README.md metadata: {e}"
-    if data is not None and not isinstance(data, dict):
+    data, error = _load_front_matter(text)
+    if error is None and data is not None and not isinstance(data, dict):
         return "README.md metadata must be a YAML mapping"
-    return None
+    return error

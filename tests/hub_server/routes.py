@@ -138,24 +138,6 @@ class Handler(BaseHTTPRequestHandler):
         if self.hub.verbose:
             sys.stderr.write("[hub] %s - %s\n" % (self.address_string(), format % args))
 
-    def do_GET(self) -> None:
-        self._dispatch("GET")
-
-    def do_HEAD(self) -> None:
-        self._dispatch("HEAD")
-
-    def do_POST(self) -> None:
-        self._dispatch("POST")
-
-    def do_PUT(self) -> None:
-        self._dispatch("PUT")
-
-    def do_DELETE(self) -> None:
-        self._dispatch("DELETE")
-
-    def do_PATCH(self) -> None:
-        self._dispatch("PATCH")
-
     def _read_body(self) -> bytes:
         if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
             chunks = []
@@ -197,8 +179,8 @@ class Handler(BaseHTTPRequestHandler):
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True
 
-    def _dispatch(self, method: str) -> None:
-        hub = self.hub
+    def _dispatch(self) -> None:
+        method, hub = self.command, self.hub
         split = urlsplit(self.path)
         raw_path = split.path or "/"
         try:
@@ -235,3 +217,6 @@ class Handler(BaseHTTPRequestHandler):
         finally:
             if resp.stream is not None:
                 resp.stream.close()
+
+    # every method goes the same way (``self.command`` says which)
+    do_GET = do_HEAD = do_POST = do_PUT = do_DELETE = do_PATCH = _dispatch
