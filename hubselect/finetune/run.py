@@ -13,12 +13,14 @@ from hubselect.errors import HubError, UserError
 from hubselect.finetune.trainer import FinetuneConfig, FinetuneResult, Trainer
 
 
-def _zoo_probe(zoo, probe: str | None) -> str:
-    """The probe to score with: the zoo's (its records are all in one metric), or the one asked for."""
+def zoo_probe(zoo, probe: str | None = None) -> str:
+    """The probe to score with: the zoo's (its records are all in one metric), or the one asked for when
+    it records the zoo's metric."""
     from hubselect.finetune.scoring import metric_name
+    from hubselect.profile.probes import resolve_probe
 
     info = zoo.info
-    chosen = probe or info.probe or "clip"
+    chosen = resolve_probe(probe, info.probe)
     if metric_name(chosen) != info.metric:
         raise UserError(f"zoo {zoo.path} ranks by {info.metric}; --probe {chosen} would record "
                         f"{metric_name(chosen)} (use --probe {info.probe} or another --zoo)")
@@ -75,7 +77,7 @@ def finetune(config: FinetuneConfig, *, zoo=None, push: bool = False, adapter_re
 
     named_zoo = zoo
     zoo = zoo if isinstance(zoo, Zoo) else Zoo.open(zoo)
-    config.probe = _zoo_probe(zoo, config.probe)
+    config.probe = zoo_probe(zoo, config.probe)
     trainer = Trainer(config, run_dir=Path(run_dir) if run_dir else None, progress=progress,
                       sample_progress=sample_progress, on_step=on_step,
                       checkpoint_every=checkpoint_every)

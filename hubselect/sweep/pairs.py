@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hubselect import constants
-from hubselect._compat import forward
 from hubselect.errors import HubError, HubNotFound, UserError, hub_user_error
 from hubselect.hub import HubClient, is_repo_id
 from hubselect.profile.sources import dataset_hub_error
@@ -213,10 +212,10 @@ def pending_pairs(models: Iterable[str], datasets: Iterable[str], *, zoo=None,
 def zoo_probe(zoo) -> str:
     """The probe the runs score with: the zoo's (all its records are in one metric); a
     :class:`UserError` when the zoo's metric is not that probe's."""
-    # finetune.run owns the rule (and its wording); it has no public name for it yet
-    from hubselect.finetune.run import _zoo_probe
+    # finetune.run owns the rule; imported here, late, because it loads torch and diffusers
+    from hubselect.finetune.run import zoo_probe as finetune_zoo_probe
 
-    return _zoo_probe(zoo, None)
+    return finetune_zoo_probe(zoo)
 
 
 def check_settings(settings: dict | None, probe: str | None) -> dict:
@@ -251,8 +250,3 @@ def first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return text[0] if text else type(exc).__name__
 
-
-# 0.2.dev callers that import this module for the whole sweep (``from hubselect.sweep import pairs``) still
-# find the names that moved to the other modules; new code imports them from ``hubselect.sweep``.
-__getattr__ = forward("hubselect.sweep.run", "hubselect.sweep.local", "hubselect.sweep.jobs",
-                      "hubselect.sweep.suggestions")
