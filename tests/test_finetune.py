@@ -264,7 +264,8 @@ def test_unknown_family_and_gated_model(pipelines, dataset, tmp_path, hub_server
     _assert_one_line_error(run_cli(*_finetune_args(str(odd), dataset, zoo)), "unknown pipeline family")
     hub_server.make_repo("weird/pipe", {"model_index.json": json.dumps({"_class_name": "AmusedPipeline"})})
     _assert_one_line_error(run_cli(*_finetune_args("weird/pipe", dataset, zoo)), "unknown pipeline family")
-    _assert_one_line_error(run_cli(*_finetune_args("nobody/nothing", dataset, zoo)), "no such model repo")
+    _assert_one_line_error(run_cli(*_finetune_args("nobody/nothing", dataset, zoo)),
+                           "model nobody/nothing not found on the Hub")
 
     serve_model(hub_root, pipelines["sd"], "gated/sd")
     meta = hub_root / ".meta" / "models" / "gated" / "sd.json"

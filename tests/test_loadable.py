@@ -138,7 +138,7 @@ def test_unlisted_transformer_only_repo_is_still_refused(standins, hub_root):
 
 def test_missing_counterpart_is_one_clear_error(standins, hub_root):
     shutil.rmtree(hub_root / "models" / PIXART_BASE)
-    with pytest.raises(UserError, match=f"{PIXART_BASE}: no such model repo"):
+    with pytest.raises(UserError, match=f"model {PIXART_BASE} not found on the Hub"):
         resolve_model(PIXART)
 
 

@@ -187,7 +187,7 @@ def test_hf_jobs_are_not_submitted_twice_and_failures_are_reported(
 @pytest.mark.parametrize("args, message", [
     (["--models", "not a repo", "--datasets", "org/photos"], "not a Hub model ID"),
     (["--models", "tiny/sd"], "needs --models and --datasets"),
-    (["--models", "tiny/none", "--datasets", "org/photos"], "no such model repo"),
+    (["--models", "tiny/none", "--datasets", "org/photos"], "model tiny/none not found on the Hub"),
     (["--models", "{folder}", "--datasets", "org/photos", "--backend", "hf-jobs"],
      "is a local folder"),
     (["--models", "tiny/sd", "--datasets", "org/photos", "--backend", "hf-jobs",

@@ -35,7 +35,7 @@ from typing import Any
 import torch
 
 from hubselect.constants import DEFAULT_PROBE
-from hubselect.errors import HubError, UserError
+from hubselect.errors import HubError, UserError, hub_user_error
 from hubselect.finetune.data import load_training_data, open_training_source, to_pixels
 from hubselect.finetune.families import Family, detect_family
 
@@ -173,7 +173,7 @@ def resolve_model(model: str, client=None) -> ResolvedModel:
             raise UserError(f"{model}: not a diffusers pipeline repo (no model_index.json)")
         index = client.read_json(model, "model_index.json", revision=meta.sha)
     except HubError as exc:
-        raise _model_error(model, exc, client) from None
+        raise hub_user_error(exc, f"model {model}") from None
     return ResolvedModel(model, None, model, meta.sha, index, detect_family(index, model))
 
 
@@ -182,7 +182,7 @@ def _resolve_counterpart(model: str, target, client) -> ResolvedModel:
     try:
         meta = client.repo_meta(model)
     except HubError as exc:
-        raise _model_error(model, exc, client) from None
+        raise hub_user_error(exc, f"model {model}") from None
     missing = [c for c in target.components if not any(f.startswith(c + "/") for f in meta.files)]
     if missing:
         raise UserError(f"{model}: no {', '.join(missing)} folder in the repo; it cannot be loaded into "
@@ -194,24 +194,12 @@ def _resolve_counterpart(model: str, target, client) -> ResolvedModel:
                             "(no model_index.json)")
         index = client.read_json(target.repo, "model_index.json", revision=base.sha)
     except HubError as exc:
-        raise _model_error(target.repo, exc, client) from None
+        raise hub_user_error(exc, f"model {target.repo}") from None
     where = f"{model} (loaded through {target.repo})"
     family = detect_family(index, where)
     if index.get("_class_name") != target.pipeline_class:
         raise UserError(f"{where}: {target.repo} is a {index.get('_class_name')}, expected {target.pipeline_class}")
     return ResolvedModel(model, None, model, meta.sha, index, family, loadable=target, loadable_sha=base.sha)
-
-
-def _model_error(model: str, exc: HubError, client) -> UserError:
-    reason = getattr(exc, "reason", "")
-    if reason in ("gated", "unauthorized"):
-        if not client.token:
-            return UserError(f"{model} is gated or private: accept its conditions on the Hub and set HF_TOKEN")
-        return UserError(f"{model} is gated or private and this token has no access: accept its conditions "
-                         "on the Hub")
-    if reason == "not_found":
-        return UserError(f"{model}: no such model repo on the Hub")
-    return UserError(f"{model}: {exc}")
 
 
 def download_model(resolved: ResolvedModel, client=None) -> Path:
@@ -230,7 +218,7 @@ def download_model(resolved: ResolvedModel, client=None) -> Path:
     try:
         client.download_loadable_pipeline(resolved.repo_id, target)
     except HubError as exc:
-        raise _model_error(resolved.repo_id, exc, client) from None
+        raise hub_user_error(exc, f"model {resolved.repo_id}") from None
     resolved.local_dir = target
     return target
 
