@@ -125,6 +125,3 @@ def register_groups(target: typer.Typer) -> None:
 
 
 register_groups(app)
-
-if __name__ == "__main__":
-    main()
