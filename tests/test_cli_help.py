@@ -77,6 +77,7 @@ def _help(*args: str) -> str:
 
 
 def test_choices_in_help_come_from_the_registries():
+    from hubselect.evaluate.protocol import STUDIES
     from hubselect.profile.probes import PROBES, probe_names
     from hubselect.rank.predictors import PREDICTORS
     from hubselect.sweep import BACKENDS
@@ -88,6 +89,7 @@ def test_choices_in_help_come_from_the_registries():
     image_probes = [name for name, cls in PROBES.items() if cls.modality == "image"]
     assert f"Probe for FID/KID/CMMD: {', '.join(image_probes)} (default" in _help("finetune")
     assert " or ".join(BACKENDS) in _help("sweep")
+    assert f"Also run a study: {', '.join(STUDIES)} (repeatable)." in _help("evaluate")
 
 
 @pytest.mark.parametrize("name", COMMANDS)

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from hubselect.cli.options import JsonOption, ZooOption
+from hubselect.cli.options import JsonOption, RegistryCommand, ZooOption
 from hubselect.cli.root import _echo_json, _progress_bar
 
 
@@ -16,8 +16,7 @@ def evaluate(
     plots: Optional[Path] = typer.Option(None, "--plots", file_okay=False,
                                          help="Write CSV files, report.md and PNG plots into DIR."),
     study: Optional[list[str]] = typer.Option(None, "--study",
-                                              help="Also run a study: sparsity, ablation, predictors, metrics "
-                                                   "(repeatable)."),
+                                              help="Also run a study: {studies} (repeatable)."),
     sparsity_seeds: int = typer.Option(5, "--sparsity-seeds", min=1, help="Seeds per sparsity level."),
     seed: int = typer.Option(0, "--seed", help="Seed of the predictors and the studies' random draws."),
     json_out: bool = JsonOption,
@@ -51,4 +50,4 @@ def evaluate(
 
 
 def register(app: typer.Typer) -> None:
-    app.command()(evaluate)
+    app.command(cls=RegistryCommand)(evaluate)

@@ -1,7 +1,7 @@
 """The option types that several commands share, declared once: the zoo, ``--json``, the dataset columns,
 the probe, the edge dataset, and the training options of ``finetune`` and ``sweep`` (FinetuneConfig's fields).
 
-Choices in help texts come from their registries (probes, predictors, sweep backends) and training defaults
+Choices in help texts come from their registries (probes, predictors, sweep backends, studies) and training defaults
 from FinetuneConfig, never written by hand. Both are read when a command runs or shows its help, not when
 the CLI starts: those modules import numpy, pandas, huggingface_hub or torch, which ``hubselect --help``
 and every other command would otherwise wait for.
@@ -52,8 +52,13 @@ def _backends() -> str:
     return " or ".join(BACKENDS)
 
 
+def _studies() -> str:
+    from hubselect.evaluate.protocol import STUDIES
+    return ", ".join(STUDIES)
+
+
 CHOICES: dict[str, Callable[[], str]] = {"probes": _probes, "image_probes": functools.partial(_probes, "image"),
-                                         "predictors": _predictors, "backends": _backends}
+                                         "predictors": _predictors, "backends": _backends, "studies": _studies}
 
 
 def probe_option(purpose: str, choices: str = "probes"):
