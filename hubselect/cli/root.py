@@ -96,7 +96,7 @@ def main(prog_name: str = "hubselect") -> None:
     quiet_libraries("hubselect")
     command = typer.main.get_command(app)
     try:
-        command.main(prog_name=prog_name, standalone_mode=False)
+        code = command.main(prog_name=prog_name, standalone_mode=False)
     except (typer.Abort, KeyboardInterrupt):
         typer.echo("hubselect: aborted", err=True)
         sys.exit(130)
@@ -111,6 +111,10 @@ def main(prog_name: str = "hubselect") -> None:
         sys.exit(2)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
+    # Without standalone mode, click hands back the code of a typer.Exit raised inside a command
+    # (a refused refresh, failed sweep runs) as the return value instead of raising it.
+    if isinstance(code, int) and code:
+        sys.exit(code)
 
 
 def hf_main() -> None:
