@@ -106,8 +106,8 @@ class LocalRepo:
         self.sha: str | None = None
 
     def load_meta(self) -> None:
-        self.files = sorted(p.relative_to(self.folder).as_posix() for p in self.folder.rglob("*")
-                            if p.is_file() and not any(part.startswith(".") for part in p.relative_to(self.folder).parts))
+        relative = (p.relative_to(self.folder) for p in self.folder.rglob("*") if p.is_file())
+        self.files = sorted(r.as_posix() for r in relative if not any(part.startswith(".") for part in r.parts))
         # A content hash of the files we read stands in for the Hub's commit sha.
         h = hashlib.sha1()
         for rel in self.files:

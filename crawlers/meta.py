@@ -136,7 +136,8 @@ def denoiser_inputs(module: torch.nn.Module, geometry: DenoiserGeometry) -> dict
     in_ch = cfg.get("in_channels", 4)
     text_dim = text_embedding_dim(cfg)
     if text_dim is None:
-        raise ValueError("config has no text-embedding width (caption_channels, joint_attention_dim, cross_attention_dim)")
+        raise ValueError("config has no text-embedding width "
+                         "(caption_channels, joint_attention_dim, cross_attention_dim)")
     args: dict[str, Any] = {}
     if "img_ids" in params:
         # Packed-token denoisers (Flux family): 2x2 latent patches flattened into a sequence;

@@ -13,6 +13,7 @@ from pathlib import Path
 
 # -- defaults ----------------------------------------------------------------------------------------
 DEFAULT_PROBE = "clip"                                   # the probe of the shipped zoo and of the paper
+DEFAULT_PREDICTOR = "yetirank"                           # see README, "Choosing the defaults"
 DEFAULT_EDGES_REPO = "hubselect/t2i-finetuning-records"  # the shared edge dataset
 # A probe name is also a folder name and a column prefix (``clip_0``): letters, digits, dashes.
 PROBE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9-]{0,63}")

@@ -71,7 +71,8 @@ def _classify(exc: BaseException) -> tuple[str, bool]:
         return ("unauthorized" if status in (401, 403) else "not_found"), False
     if isinstance(seen, (hf_errors.RevisionNotFoundError, hf_errors.EntryNotFoundError)):
         return "not_found", False
-    if isinstance(seen, hf_errors.OfflineModeIsEnabled) or isinstance(exc, hf_errors.LocalEntryNotFoundError) and seen is exc:
+    if isinstance(seen, hf_errors.OfflineModeIsEnabled) or (
+            isinstance(exc, hf_errors.LocalEntryNotFoundError) and seen is exc):
         return "offline", False
     if isinstance(seen, hf_errors.HfHubHTTPError):
         status = _status_of(seen)
@@ -234,7 +235,8 @@ class HubClient:
         return self._call(f"{repo_id}: list files", run)
 
     # -- provenance (the shared edge dataset's sync) -----------------------------------------------
-    def list_tree(self, repo_id: str, repo_type: str = "dataset", revision: str | None = None) -> list[tuple[str, str, int]]:
+    def list_tree(self, repo_id: str, repo_type: str = "dataset",
+                  revision: str | None = None) -> list[tuple[str, str, int]]:
         """``(path, git blob id, size)`` of every file of a repo at ``revision``, without reading any."""
         def run():
             if is_offline():

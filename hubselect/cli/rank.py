@@ -7,9 +7,17 @@ from typing import Optional
 
 import typer
 
-from hubselect.cli.options import (CaptionColumnOption, ImageColumnOption, JsonOption, RegistryCommand,
-                                   SplitOption, ZooOption, probe_option)
+from hubselect.cli.options import (
+    CaptionColumnOption,
+    ImageColumnOption,
+    JsonOption,
+    RegistryCommand,
+    SplitOption,
+    ZooOption,
+    probe_option,
+)
 from hubselect.cli.root import _echo_json, _progress_bar
+from hubselect.constants import DEFAULT_PREDICTOR
 from hubselect.errors import UserError
 
 
@@ -20,7 +28,7 @@ def rank(
     zoo: Optional[Path] = ZooOption,
     probe: Optional[str] = probe_option("Dataset probe for a new dataset"),
     holdout: bool = typer.Option(False, "--holdout", help="Ignore the dataset's own records and predict all models."),
-    predictor: str = typer.Option("yetirank", "--predictor",
+    predictor: str = typer.Option(DEFAULT_PREDICTOR, "--predictor",
                                   help="The learned ranker: {predictors}."),
     license_ids: Optional[list[str]] = typer.Option(
         None, "--license", metavar="ID[,ID...]",

@@ -43,8 +43,8 @@ from hubselect.rank.estimator import MatchAndChoose, dataset_feature_table
 from hubselect.zoo.tables import ZooTables
 from hubselect.zoo.format import Zoo
 
-PAPER_PRESET = dict(prior="mean", blend=1.0, use_graph=True, rank_features=False, edge_features="hadamard", probe_components=None,
-                    epochs=1, subsample=1e-3, predictor="catboost")
+PAPER_PRESET = dict(prior="mean", blend=1.0, use_graph=True, rank_features=False, edge_features="hadamard",
+                    probe_components=None, epochs=1, subsample=1e-3, predictor="catboost")
 NODE2VEC_PRESET = dict(use_graph=True)
 LEARNER_ONLY = dict(blend=1.0)      # the learned ranking alone, for the studies of its parts
 STUDIES = ("sparsity", "ablation", "predictors", "metrics")

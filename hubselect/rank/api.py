@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from hubselect.constants import DEFAULT_PREDICTOR
 from hubselect.errors import UserError
 from hubselect.evaluate.metrics import normalized_rank
 from hubselect.rank import prior
@@ -88,7 +89,7 @@ def cold_start_ranking(tables: ZooTables) -> list[RankedModel]:
 
 
 def rank(dataset: str, zoo: str | Path | None = None, top: int | None = None, probe: str | None = None,
-         holdout: bool = False, predictor: str = "yetirank", seed: int = 0, n: int = 1000,
+         holdout: bool = False, predictor: str = DEFAULT_PREDICTOR, seed: int = 0, n: int = 1000,
          image_column: str | None = None, caption_column: str | None = None, split: str | None = None,
          progress=None, method: MatchAndChoose | None = None, licenses: list[str] | None = None,
          max_tflops: float | None = None, max_params: float | None = None,

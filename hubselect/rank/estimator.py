@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from hubselect.constants import PROBE_NAME
+from hubselect.constants import DEFAULT_PREDICTOR, PROBE_NAME
 from hubselect.errors import UserError
 from hubselect.evaluate.metrics import normalized_rank
 from hubselect.rank.predictors import TabularEncoder, make_predictor
@@ -179,7 +179,7 @@ class MatchAndChoose:
     Parameters are stored as given; nothing happens in the constructor.
     """
 
-    def __init__(self, predictor: str = "yetirank", prior: str = "auto", blend: float | str = "auto",
+    def __init__(self, predictor: str = DEFAULT_PREDICTOR, prior: str = "auto", blend: float | str = "auto",
                  use_features: bool = True, use_graph: bool = False, edge_features: str = "proximity",
                  rank_features: bool = True, probe_components: int | None = 16, epochs: int = 5,
                  subsample: float = 0.0, seed: int = 0, cache_dir: str | Path | None = None):

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from hubselect.constants import DEFAULT_PREDICTOR
 from hubselect.errors import UserError
 from hubselect.hub import HubClient, is_offline, is_repo_id
 from hubselect.sweep.pairs import Pair, measured_pairs, resolve_datasets, resolve_models
@@ -57,7 +58,7 @@ def suggested_pairs(result: dict) -> list[Pair]:
 def suggest(k: int, *, zoo=None, models: Iterable[str] | None = None,
             datasets: Iterable[str] | None = None, edges_repo: str | None = None,
             read_edges: bool = True, ensemble: int = 8, top: int = 3, seed: int = 0,
-            predictor: str = "yetirank", client: HubClient | None = None) -> dict:
+            predictor: str = DEFAULT_PREDICTOR, client: HubClient | None = None) -> dict:
     """The ``k`` pending pairs whose results would most reduce the ranking's
     uncertainty.
 
@@ -73,8 +74,8 @@ def suggest(k: int, *, zoo=None, models: Iterable[str] | None = None,
     Datasets the zoo cannot place (no profile) are left out with a note; a zoo with
     fewer than two scored datasets follows :func:`cold_start_suggestions`.
     """
-    from hubselect.zoo.tables import ZooTables
     from hubselect.zoo.format import Zoo
+    from hubselect.zoo.tables import ZooTables
 
     if not isinstance(k, int) or k < 1:
         raise UserError(f"--suggest must be a positive integer, got {k!r}")
@@ -192,7 +193,7 @@ def _ensemble_suggestions(tables, candidates: list[tuple[str, str]], k: int, *,
 
 def member_predictions(tables, train: pd.DataFrame, targets: list[str], *,
                        seed: int = 0,
-                       predictor: str = "yetirank") -> dict[str, np.ndarray]:
+                       predictor: str = DEFAULT_PREDICTOR) -> dict[str, np.ndarray]:
     """Normalised rank (0 = best) of every zoo model on each target, from ONE fit of the
     default Match & Choose (``MatchAndChoose.predict_many``)."""
     from hubselect.rank.estimator import MatchAndChoose
