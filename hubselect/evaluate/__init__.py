@@ -1,5 +1,4 @@
-"""Stage 4, evaluation: the leave-one-dataset-out protocol, baselines and studies, metrics, plots and
-synthetic zoos (``hubselect evaluate``)."""
+"""Stage 4, evaluation: leave-one-dataset-out, baselines, studies, metrics, plots (``hubselect evaluate``)."""
 
 from hubselect._compat import forward
 

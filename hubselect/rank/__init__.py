@@ -1,9 +1,7 @@
-"""Stage 3, ranking: the MatchAndChoose estimator, its predictors, the cold-start prior and the public
-``rank`` API; ``graph/`` holds the matching graph and node2vec+.
+"""Stage 3, ranking: the MatchAndChoose estimator, predictors, cold-start prior, ``rank`` API; graph/."""
 
-``hubselect.rank`` is this package and is callable: ``hubselect.rank("user/my-dataset")`` is
-:func:`hubselect.rank.api.rank`.
-"""
+# ``hubselect.rank`` is this package and is callable: ``hubselect.rank("user/my-dataset")`` is
+# :func:`hubselect.rank.api.rank`.
 
 import sys
 import types
