@@ -34,7 +34,7 @@ def sync(
     changes in one step; only files added since the last sync are downloaded. Each record counts
     for its writer (the Hub commit author), one vote per writer.
     """
-    from hubselect.share.records import pull
+    from hubselect.share.sync import pull
 
     summary = pull(repo, zoo, trust=trust or (), distrust=distrust or (), only=only or (),
                    trust_everyone=trust_everyone,

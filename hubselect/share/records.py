@@ -29,7 +29,6 @@ from pathlib import Path
 from typing import Any
 
 from hubselect import constants
-from hubselect._compat import forward
 from hubselect.constants import DEFAULT_EDGES_REPO  # noqa: F401  (0.1's name, at its old place)
 from hubselect.constants import DEFAULT_PROBE, PROBE_NAME
 from hubselect.errors import UserError
@@ -302,8 +301,3 @@ def check_record_file(path: str, data: bytes, metric: str | None = None,
         raise BadFile("other_metric", f"metric {record['metric']}, the zoo's is {metric}")
     return record
 
-
-# 0.1's edges.py held all of share/: its names stay importable from here until callers import them from their
-# own module (cli/share.py's ``pull``)
-__getattr__ = forward("hubselect.share.sync", "hubselect.share.push", "hubselect.share.trust",
-                      "hubselect.share.profiles")
