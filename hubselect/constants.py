@@ -70,6 +70,11 @@ def hf_home() -> Path:
     return Path(constants.HF_HOME)
 
 
+def in_github_actions() -> bool:
+    """Set by GitHub Actions in every step: warnings become workflow annotations."""
+    return env("GITHUB_ACTIONS") == "true"
+
+
 def hubselect_home() -> Path:
     """``$HF_HOME/hubselect``: the user's zoo, the selector cache, downloaded pipelines, training runs."""
     return hf_home() / "hubselect"

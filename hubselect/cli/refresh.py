@@ -7,7 +7,6 @@ or a Hub failure that stops the refresh.
 
 from __future__ import annotations
 
-import os
 from dataclasses import replace
 from pathlib import Path
 from typing import Optional
@@ -16,6 +15,7 @@ import typer
 
 from hubselect.cli.options import EDGES_REPO_HELP, JsonOption, ZooOption
 from hubselect.cli.root import _echo_json
+from hubselect.constants import in_github_actions
 
 PROG = "hubselect"
 
@@ -132,7 +132,7 @@ def write_github_output(path: Path, summary: dict) -> None:
 def _warn(message: str) -> None:
     """A warning on stderr, in one line; as a workflow annotation inside GitHub Actions."""
     message = " ".join(str(message).split())
-    if os.environ.get("GITHUB_ACTIONS") == "true":
+    if in_github_actions():
         typer.echo(f"::warning::{PROG}: {message}", err=True)
     else:
         typer.echo(f"{PROG}: warning: {message}", err=True)
