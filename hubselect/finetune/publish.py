@@ -14,7 +14,7 @@ from pathlib import Path
 
 import yaml
 
-from hubselect.errors import HubError, UserError, hub_user_error
+from hubselect.errors import HubError, HubUnauthorized, UserError, hub_user_error
 from hubselect.hub import HubClient, check_repo_id, is_repo_id
 
 CARD_TAGS = ["text-to-image", "diffusers", "lora", "diffusers-training", "hubselect", "template:sd-lora"]
@@ -38,7 +38,7 @@ def require_write_token(client: HubClient, what: str) -> str:
     try:
         who = client.whoami()
     except HubError as exc:
-        if getattr(exc, "reason", "") == "unauthorized":
+        if isinstance(exc, HubUnauthorized):
             raise UserError(f"{missing} (the Hub refused this one)") from None
         raise UserError(f"{what}: cannot check the token: {exc}") from None
     if who.get("role") not in (None, "write", "admin", "fineGrained"):

@@ -47,7 +47,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from hubselect.constants import ENV_WORKER_NICE, env_number
-from hubselect.errors import HubError, UserError, hub_user_error
+from hubselect.errors import HubError, HubGated, UserError, hub_user_error
 from hubselect.hub import is_repo_id
 
 #: Images with more pixels than this are refused as decompression bombs (8192 x 8192).
@@ -641,7 +641,7 @@ class HubSource(DataSource):
         except HubError as exc:
             raise dataset_hub_error(repo_id, exc) from None
         if info.gated and not client.token:
-            raise UserError(f"dataset {repo_id} is gated: accept its conditions on the Hub and set HF_TOKEN")
+            raise hub_user_error(HubGated(message="no token"), f"dataset {repo_id}")
         sha = info.sha
 
         _point_datasets_at(client.endpoint)
@@ -652,8 +652,7 @@ class HubSource(DataSource):
         except datasets.exceptions.DatasetNotFoundError as exc:
             msg = _first_line(exc)
             if "gated" in msg.lower():
-                raise UserError(f"dataset {repo_id} is gated and this token has no access to it: "
-                                "accept its conditions on the Hub") from None
+                raise hub_user_error(HubGated(message=msg), f"dataset {repo_id}") from None
             raise UserError(f"dataset {repo_id}: {msg}") from None
         except Exception as exc:  # no data files, unsupported format, network
             raise UserError(f"cannot stream dataset {repo_id}: {type(exc).__name__}: {_first_line(exc)}") from None
