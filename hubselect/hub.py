@@ -328,29 +328,6 @@ class HubClient:
             endpoint=self.endpoint, token=self.token))
         return files
 
-    def download_loadable_pipeline(self, repo_id: str, local_dir: str | os.PathLike,
-                                   variant: str | None = None) -> list[str]:
-        """:meth:`download_pipeline` for any ranked repo, into one folder that diffusers loads.
-
-        A repo that is not itself a loadable pipeline (:mod:`hubselect.loadable`: a transformer-only
-        repo, a publisher's original layout) is assembled from its loadable counterpart, with the
-        components the repo supplies itself in place of the counterpart's (PixArt-Σ 512-MS: its
-        transformer in the T5 + SDXL-VAE pipeline, as ``Pipeline.from_pretrained(base,
-        transformer=...)`` loads it). Returns the folder's files (relative paths).
-        """
-        from hubselect.rank.loadable import loadable_counterpart
-
-        target = loadable_counterpart(repo_id)
-        if target is None:
-            return self.download_pipeline(repo_id, local_dir, variant=variant)
-        own = set(target.components)
-        files = self.download_pipeline(target.repo, local_dir, variant=variant, skip=own)
-        if own:
-            files += self.download_pipeline(repo_id, local_dir, variant=variant, only=own)
-        log.info("%s is not a diffusers pipeline itself: loaded as %s from %s%s", repo_id, target.pipeline_class,
-                 target.repo, f" with its own {', '.join(sorted(own))}" if own else "")
-        return sorted(set(files))
-
     # -- Hugging Face Jobs (``hubselect sweep --backend hf-jobs``) ----------------------------------------
     def run_job(self, *, image: str, command: list[str], flavor: str, namespace: str,
                 timeout: str | int | None = None, env: dict | None = None, secrets: dict | None = None,

@@ -23,7 +23,7 @@ from hubselect.crawlers.crawl import crawl
 from hubselect.errors import UserError
 from hubselect.finetune.trainer import load_pipeline, resolve_model
 from hubselect.hub import HubClient
-from hubselect.rank.loadable import LOADABLE, download_top, loadable_counterpart
+from hubselect.rank.loadable import LOADABLE, download_loadable_pipeline, download_top, loadable_counterpart
 from hubselect.zoo.format import Zoo
 from tests.conftest import HUB_FIXTURES
 from tests.tiny_pipelines import build_pipeline
@@ -98,17 +98,17 @@ def test_download_assembles_one_loadable_folder(standins, tiny, tmp_path):
     from diffusers import DiffusionPipeline
 
     client = HubClient(retries=0)
-    files = client.download_loadable_pipeline(PIXART, tmp_path / "pixart")
+    files = download_loadable_pipeline(PIXART, tmp_path / "pixart", client=client)
     assert "model_index.json" in files and f"transformer/{WEIGHTS}" in files and f"vae/{WEIGHTS}" in files
     got = (tmp_path / "pixart" / "transformer" / WEIGHTS).read_bytes()
     assert got == (tiny["own"] / "transformer" / WEIGHTS).read_bytes()
     assert type(DiffusionPipeline.from_pretrained(str(tmp_path / "pixart"))).__name__ == "PixArtSigmaPipeline"
 
-    client.download_loadable_pipeline(KOLORS, tmp_path / "kolors")
+    download_loadable_pipeline(KOLORS, tmp_path / "kolors", client=client)
     index = json.loads((tmp_path / "kolors" / "model_index.json").read_text())
     assert index["_class_name"] == "KolorsPipeline"
     # a repo that is its own pipeline downloads as before
-    assert client.download_loadable_pipeline(PIXART_BASE, tmp_path / "base") == \
+    assert download_loadable_pipeline(PIXART_BASE, tmp_path / "base", client=client) == \
         client.download_pipeline(PIXART_BASE, tmp_path / "base2")
 
 

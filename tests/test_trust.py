@@ -350,7 +350,7 @@ def act(target):
         from hubselect.hub import HubClient
         return pull(arg, target, client=HubClient(retries=0))
     from hubselect.profile.profiles import Profile
-    from hubselect.zoo.staging import add_profile_staged
+    from hubselect.profile.profiles import add_profile_staged
     return add_profile_staged(target, Profile.load(arg))
 
 act(scratch)          # the same step on a copy elsewhere: every lazy import is done once, here, before the forks
@@ -463,7 +463,7 @@ def test_sigkill_at_every_write_of_a_sync_leaves_the_zoo_before_or_after(hub_ser
 
 
 def test_sigkill_at_every_write_of_a_profile_leaves_the_zoo_before_or_after(tmp_path):
-    from hubselect.zoo.staging import add_profile_staged
+    from hubselect.profile.profiles import add_profile_staged
 
     zoo_dir = tmp_path / "zoos" / "zoo"
     make_zoo(zoo_dir)

@@ -30,7 +30,7 @@ def profile(
     from hubselect.profile.probes import resolve_probe
     from hubselect.profile.profiles import profile_dataset
     from hubselect.zoo.format import Zoo, default_zoo_dir
-    from hubselect.zoo.staging import add_profile_staged
+    from hubselect.profile.profiles import add_profile_staged
 
     zoo_dir = Path(zoo) if zoo is not None else default_zoo_dir()
     zoo_probe = None    # nothing is created before the profile exists: bad input leaves no trace

@@ -81,6 +81,8 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
+from hubselect.zoo.tables import goodness, normalized_rank  # noqa: F401  (the zoo's scale; 0.1 imported it from here)
+
 __all__ = [
     "ROW_KEYS",
     "REQUIRED_ROW_KEYS",
@@ -117,35 +119,6 @@ RankBy = Literal["true", "predicted", "average"]
 
 
 # -- direction ----------------------------------------------------------------------------------
-
-def goodness(scores, higher_is_better: bool):
-    """Scores as "higher is better": unchanged when higher is better, negated otherwise.
-
-    Accepts a scalar (returns float), a ``pd.Series`` (returns a float Series, same index) or
-    anything array-like (returns a float ndarray).
-    """
-    sign = 1.0 if higher_is_better else -1.0
-    if isinstance(scores, pd.Series):
-        return sign * scores.astype(float)
-    arr = np.asarray(scores, dtype=float)
-    if arr.ndim == 0:
-        return float(sign * arr)
-    return sign * arr
-
-
-def normalized_rank(scores: pd.Series, higher_is_better: bool) -> pd.Series:
-    """Rank of each model on one dataset scaled to [0, 1], 0 = best, 1 = worst.
-
-    ``(rank - 1) / (n - 1)`` with ties sharing their average rank; a single model gets 0. This is
-    the scale the predictors learn (``hubselect.select``): datasets with different score scales
-    and different numbers of scored models count equally.
-    """
-    g = goodness(pd.Series(scores).dropna(), higher_is_better)
-    n = len(g)
-    if n <= 1:
-        return g * 0.0
-    return (g.rank(ascending=False, method="average") - 1.0) / (n - 1)
-
 
 # -- one dataset --------------------------------------------------------------------------------
 
@@ -214,7 +187,7 @@ def _tau_from(g: pd.Series, order: list, unranked: list, rank_by: RankBy) -> flo
     # predicted ranking as scores: -position (best = 0); unranked models tied after all ranked
     y = -np.concatenate([np.arange(len(order), dtype=float),
                          np.full(len(unranked), float(len(order)))])
-    from scipy.stats import weightedtau   # scipy.stats takes a second to import: only when τ is wanted
+    from scipy.stats import weightedtau  # scipy.stats takes a second to import: only when τ is wanted
     with np.errstate(divide="ignore", invalid="ignore"):
         if rank_by == "true":
             res = weightedtau(x, y, rank=None)

@@ -27,7 +27,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import to_rgba
 from matplotlib.figure import Figure
 
-from hubselect.evaluate.metrics import normalized_rank
+from hubselect.zoo.tables import normalized_rank
 
 __all__ = ["plot_sparsity", "plot_score_heatmap", "plot_method_bars", "truncate_label"]
 

@@ -35,13 +35,12 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from hubselect.evaluate import metrics
 from hubselect.errors import UserError
-from hubselect.evaluate.metrics import normalized_rank
-from hubselect.rank.predictors import TabularEncoder
+from hubselect.evaluate import metrics
 from hubselect.rank.estimator import MatchAndChoose, dataset_feature_table
-from hubselect.zoo.tables import ZooTables
+from hubselect.rank.predictors import TabularEncoder
 from hubselect.zoo.format import Zoo
+from hubselect.zoo.tables import ZooTables, normalized_rank
 
 PAPER_PRESET = dict(prior="mean", blend=1.0, use_graph=True, rank_features=False, edge_features="hadamard",
                     probe_components=None, epochs=1, subsample=1e-3, predictor="catboost")

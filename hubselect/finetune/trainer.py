@@ -207,6 +207,7 @@ def download_model(resolved: ResolvedModel, client=None) -> Path:
     from hubselect.constants import hubselect_home
     from hubselect.hub import HubClient
     from hubselect.profile.profiles import dataset_slug
+    from hubselect.rank.loadable import download_loadable_pipeline
 
     if resolved.local_dir is not None:
         return resolved.local_dir
@@ -216,7 +217,7 @@ def download_model(resolved: ResolvedModel, client=None) -> Path:
         folder += f"+{dataset_slug(resolved.loadable.repo)}@{resolved.loadable_sha}"
     target = hubselect_home() / "pipelines" / folder
     try:
-        client.download_loadable_pipeline(resolved.repo_id, target)
+        download_loadable_pipeline(resolved.repo_id, target, client=client)
     except HubError as exc:
         raise hub_user_error(exc, f"model {resolved.repo_id}") from None
     resolved.local_dir = target

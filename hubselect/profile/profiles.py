@@ -440,3 +440,15 @@ def add_profile_to_zoo(zoo: Zoo, profile: Profile) -> dict:
     zoo.write_table("datasets", datasets_table)
     zoo.write_table("dataset_distances", distances_table)
     return {"profile": str(path), "distances": distances}
+
+
+def add_profile_staged(zoo_dir: str | os.PathLike, profile) -> dict:
+    """:func:`add_profile_to_zoo` as one staged step (``hubselect profile``): the profile,
+    its ``datasets`` row and its distances appear together, or not at all when the process is killed.
+    A zoo that does not exist yet is made (``zoo.json`` with the defaults) in the same step."""
+    from hubselect.zoo.staging import staged_zoo
+
+    with staged_zoo(zoo_dir) as stage:
+        written = add_profile_to_zoo(Zoo.open(stage, create=True), profile)
+    written["profile"] = str(Path(zoo_dir) / Path(written["profile"]).relative_to(stage))
+    return written

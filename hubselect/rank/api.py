@@ -16,7 +16,6 @@ import pandas as pd
 
 from hubselect.constants import DEFAULT_PREDICTOR
 from hubselect.errors import UserError
-from hubselect.evaluate.metrics import normalized_rank
 from hubselect.rank import prior
 from hubselect.rank.estimator import (
     MatchAndChoose,
@@ -28,7 +27,7 @@ from hubselect.rank.estimator import (
 from hubselect.rank.predictors import make_predictor
 from hubselect.zoo.format import Zoo
 from hubselect.zoo.listing import plain_value
-from hubselect.zoo.tables import ZooTables
+from hubselect.zoo.tables import ZooTables, normalized_rank
 
 
 @dataclass

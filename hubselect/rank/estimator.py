@@ -26,9 +26,8 @@ import pandas as pd
 
 from hubselect.constants import DEFAULT_PREDICTOR, PROBE_NAME
 from hubselect.errors import UserError
-from hubselect.evaluate.metrics import normalized_rank
 from hubselect.rank.predictors import TabularEncoder, make_predictor
-from hubselect.zoo.tables import ZooTables
+from hubselect.zoo.tables import ZooTables, normalized_rank
 
 PROBE_COLUMN = re.compile(rf"^(?P<probe>{PROBE_NAME.pattern})_(?P<i>\d+)$")     # a probe's mean, e.g. clip_0
 

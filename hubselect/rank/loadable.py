@@ -19,8 +19,11 @@ counterpart through :func:`loadable_counterpart`. A repo that is not listed is i
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -65,6 +68,30 @@ def loadable_counterpart(model: str) -> Loadable | None:
     return LOADABLE.get(model)
 
 
+def download_loadable_pipeline(repo_id: str, local_dir: str | Path, variant: str | None = None,
+                               client=None) -> list[str]:
+    """:meth:`HubClient.download_pipeline` for any ranked repo, into one folder that diffusers loads.
+
+    A repo that is not itself a loadable pipeline (a transformer-only repo, a publisher's original
+    layout) is assembled from its loadable counterpart, with the components the repo supplies itself
+    in place of the counterpart's (PixArt-Σ 512-MS: its transformer in the T5 + SDXL-VAE pipeline, as
+    ``Pipeline.from_pretrained(base, transformer=...)`` loads it). Returns the folder's files (relative paths).
+    """
+    from hubselect.hub import HubClient
+
+    client = client or HubClient()
+    target = loadable_counterpart(repo_id)
+    if target is None:
+        return client.download_pipeline(repo_id, local_dir, variant=variant)
+    own = set(target.components)
+    files = client.download_pipeline(target.repo, local_dir, variant=variant, skip=own)
+    if own:
+        files += client.download_pipeline(repo_id, local_dir, variant=variant, only=own)
+    log.info("%s is not a diffusers pipeline itself: loaded as %s from %s%s", repo_id, target.pipeline_class,
+             target.repo, f" with its own {', '.join(sorted(own))}" if own else "")
+    return sorted(set(files))
+
+
 def top_hub_model(ranking):
     """The best-ranked model of ``ranking`` that is a Hub repo ID (a local folder cannot be downloaded).
 
@@ -82,15 +109,14 @@ def top_hub_model(ranking):
 def download_top(ranking, directory: Path, variant: str | None = None, client=None) -> dict:
     """Download the top Hub pipeline of ``ranking`` into ``directory`` (safetensors and configs only).
 
-    A repo that is not a loadable pipeline itself comes with its counterpart (:meth:`HubClient.
-    download_loadable_pipeline`). Returns ``{"model", "path", "files"}``; a failed download is a UserError.
+    A repo that is not a loadable pipeline itself comes with its counterpart
+    (:func:`download_loadable_pipeline`). Returns ``{"model", "path", "files"}``; a failed download is a UserError.
     """
     from hubselect.errors import HubError, UserError
-    from hubselect.hub import HubClient
 
     top = top_hub_model(ranking).model
     try:
-        files = (client or HubClient()).download_loadable_pipeline(top, directory, variant=variant)
+        files = download_loadable_pipeline(top, directory, variant=variant, client=client)
     except HubError as exc:
         raise UserError(f"download of {top} failed: {exc}") from None
     return {"model": top, "path": str(directory), "files": files}

@@ -212,16 +212,3 @@ def staged_zoo(path: str | os.PathLike) -> Iterator[Path]:
             shutil.rmtree(stage, ignore_errors=True)
     finally:
         lock.__exit__(None, None, None)
-
-
-def add_profile_staged(zoo_dir: str | os.PathLike, profile) -> dict:
-    """``hubselect.profile.profiles.add_profile_to_zoo`` as one staged step (``hubselect profile``): the profile,
-    its ``datasets`` row and its distances appear together, or not at all when the process is killed.
-    A zoo that does not exist yet is made (``zoo.json`` with the defaults) in the same step."""
-    from hubselect.profile.profiles import add_profile_to_zoo
-    from hubselect.zoo.format import Zoo
-
-    with staged_zoo(zoo_dir) as stage:
-        written = add_profile_to_zoo(Zoo.open(stage, create=True), profile)
-    written["profile"] = str(Path(zoo_dir) / Path(written["profile"]).relative_to(stage))
-    return written

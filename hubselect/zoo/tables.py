@@ -105,3 +105,32 @@ def aggregate_records(records: pd.DataFrame) -> pd.DataFrame:
     out = per_writer.groupby(["model", "dataset"], as_index=False, sort=True)[values].median()
     out["writers"] = per_writer.groupby(["model", "dataset"], sort=True)["writer"].nunique().to_numpy()
     return out
+
+
+def goodness(scores, higher_is_better: bool):
+    """Scores as "higher is better": unchanged when higher is better, negated otherwise.
+
+    Accepts a scalar (returns float), a ``pd.Series`` (returns a float Series, same index) or
+    anything array-like (returns a float ndarray).
+    """
+    sign = 1.0 if higher_is_better else -1.0
+    if isinstance(scores, pd.Series):
+        return sign * scores.astype(float)
+    arr = np.asarray(scores, dtype=float)
+    if arr.ndim == 0:
+        return float(sign * arr)
+    return sign * arr
+
+
+def normalized_rank(scores: pd.Series, higher_is_better: bool) -> pd.Series:
+    """Rank of each model on one dataset scaled to [0, 1], 0 = best, 1 = worst.
+
+    ``(rank - 1) / (n - 1)`` with ties sharing their average rank; a single model gets 0. This is
+    the scale the predictors learn (:mod:`hubselect.rank.estimator`): datasets with different score scales
+    and different numbers of scored models count equally.
+    """
+    g = goodness(pd.Series(scores).dropna(), higher_is_better)
+    n = len(g)
+    if n <= 1:
+        return g * 0.0
+    return (g.rank(ascending=False, method="average") - 1.0) / (n - 1)
