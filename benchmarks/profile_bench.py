@@ -177,7 +177,7 @@ def build_zoo(root: Path, probe: str, synthetic: int, seed: int = 0) -> tuple[Pa
 def child(out: Path, argv: list[str]) -> None:
     """Run `hubselect ARGV` in this process with timing wrappers; write the phases to ``out``."""
     started = time.time()
-    from hubselect import select
+    from hubselect.rank import api as select
     from hubselect.profile import profiles
 
     marks: dict = {"process_start_wall": started}

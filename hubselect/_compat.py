@@ -1,8 +1,10 @@
 """Old import paths of the public API, kept for one release after the stage layout (0.1 → 0.2).
 
 ``hubselect.select``, ``hubselect.edges``, ``hubselect.profiles`` and the other flat modules of 0.1
-now live in stage folders. Importing an old path still works: it yields the new module (so a
-monkeypatch on it patches the real thing) and warns once with the new path.
+now live in stage folders. Importing an old path still works and warns once with the new path. An old
+module that maps to one new module yields that module itself (a monkeypatch on it patches the real
+thing); one that was split (``hubselect.select``, ``hubselect.edges``) yields a stand-in that forwards
+each name to the new modules, so patch those at their new path.
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ import warnings
 
 # old module -> the new module(s) its names now live in (first match wins)
 OLD_PATHS: dict[str, tuple[str, ...]] = {
-    "hubselect.select": ("hubselect.rank.api", "hubselect.rank.estimator", "hubselect.zoo.tables"),
+    "hubselect.select": ("hubselect.rank.api", "hubselect.rank.estimator", "hubselect.zoo.tables",
+                         "hubselect.constants"),
     "hubselect.ranker": ("hubselect.rank.predictors",),
     "hubselect.prior": ("hubselect.rank.prior",),
     "hubselect.loadable": ("hubselect.rank.loadable",),
@@ -31,7 +34,7 @@ OLD_PATHS: dict[str, tuple[str, ...]] = {
     "hubselect.synthetic": ("hubselect.evaluate.synthetic",),
     "hubselect.zoo_listing": ("hubselect.zoo.listing",),
     "hubselect.features": ("hubselect.zoo.features",),
-    "hubselect.staging": ("hubselect.zoo.staging",),
+    "hubselect.staging": ("hubselect.zoo.staging", "hubselect.profile.profiles"),
     "hubselect.edges": ("hubselect.share.records", "hubselect.share.profiles", "hubselect.share.push",
                         "hubselect.share.trust", "hubselect.share.sync"),
     "hubselect.hf_extension": ("hubselect.cli.hf_extension",),
@@ -58,13 +61,18 @@ class _OldPathLoader(importlib.abc.Loader):
         warnings.warn(f"{spec.name} moved to {' / '.join(self.targets)}; the old path goes in the next release",
                       DeprecationWarning, stacklevel=3)
         if len(self.targets) == 1:
-            return importlib.import_module(self.targets[0])
+            module = importlib.import_module(self.targets[0])
+            self.real_spec = module.__spec__     # importlib stamps the old path's spec on it: put it back
+            return module
         module = types.ModuleType(spec.name, f"Old path of {', '.join(self.targets)}.")
         module.__getattr__ = forward(*self.targets)
         return module
 
     def exec_module(self, module):
-        pass
+        real = getattr(self, "real_spec", None)
+        if real is not None:
+            module.__spec__ = real
+            module.__loader__ = real.loader
 
 
 class _OldPathFinder(importlib.abc.MetaPathFinder):
