@@ -13,6 +13,7 @@ import typer
 from typer.testing import CliRunner
 
 from hubselect.cli.root import _progress_bar, app
+from hubselect.errors import UserError
 
 COMMAND = typer.main.get_command(app)
 COMMANDS = sorted(COMMAND.commands)
@@ -146,6 +147,12 @@ def test_finetune_takes_lora_rank_and_the_old_rank(monkeypatch):
     assert _finetune_config(monkeypatch, "--lora-rank", "16").rank == 16
     default = _finetune_config(monkeypatch)
     assert default == FinetuneConfig(model="m", dataset="d", probe=None)     # every default is FinetuneConfig's
+
+
+def test_rank_and_lora_rank_together_are_refused():
+    res = CliRunner().invoke(app, ["finetune", "--model", "m", "--dataset", "d", "--rank", "4", "--lora-rank", "8"])
+    assert res.exit_code != 0 and isinstance(res.exception, UserError)
+    assert "give only one of them" in str(res.exception)
 
 
 def test_sweep_takes_lora_rank_and_the_old_rank(monkeypatch):

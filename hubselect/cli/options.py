@@ -18,6 +18,7 @@ import typer
 from typer.core import TyperCommand
 
 from hubselect.constants import DEFAULT_EDGES_REPO, DEFAULT_PROBE, ENV_EDGES_REPO, ENV_ZOO
+from hubselect.errors import UserError
 
 ZooOption = typer.Option(None, "--zoo", help=f"Zoo directory (default: ${ENV_ZOO}, else your zoo in "
                                               "$HF_HOME/hubselect/zoo if it exists, else the shipped zoo; "
@@ -103,6 +104,7 @@ TRAINING_OPTIONS: dict[str, tuple[type, str]] = {
 # with the old --rank kept as a hidden alias.
 TRAINING_FLAGS = {"rank": "--lora-rank"}
 RANK_ALIAS = "rank_alias"
+CONTEXT = "training_context"
 
 
 def _flag(field: str) -> str:
@@ -134,12 +136,19 @@ def training_options(*fields: str, help_for: dict[str, str] | None = None) -> Ca
             alias = typer.Option(None, "--rank", hidden=True, help="Old name of --lora-rank.")
             added.append(inspect.Parameter(RANK_ALIAS, inspect.Parameter.POSITIONAL_OR_KEYWORD,
                                            default=alias, annotation=Optional[int]))
+            # the command's context, to tell an explicit --lora-rank from its default
+            added.append(inspect.Parameter(CONTEXT, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None,
+                                           annotation=typer.Context))
 
         @functools.wraps(command)
         def run(**kwargs):
             training = {field: kwargs.pop(_parameter_name(field)) for field in fields}
             alias = kwargs.pop(RANK_ALIAS, None)
+            ctx = kwargs.pop(CONTEXT, None)
             if alias is not None:
+                given = ctx.get_parameter_source(_parameter_name("rank")) if ctx is not None else None
+                if getattr(given, "name", None) == "COMMANDLINE":
+                    raise UserError("--rank is the old name of --lora-rank: give only one of them")
                 training["rank"] = alias
             return command(training=training, **kwargs)
 
