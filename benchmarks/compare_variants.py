@@ -21,10 +21,10 @@ import pandas as pd
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from hubselect.evaluate import metrics
+from hubselect.evaluate import metrics  # noqa: E402
 from hubselect.evaluate.protocol import NODE2VEC_PRESET, PAPER_PRESET, leave_one_dataset_out  # noqa: E402
 from hubselect.rank.estimator import MatchAndChoose  # noqa: E402
-from hubselect.zoo.tables import ZooTables
+from hubselect.zoo.tables import ZooTables  # noqa: E402
 from hubselect.evaluate.synthetic import make_synthetic_zoo  # noqa: E402
 from hubselect.zoo.format import Zoo  # noqa: E402
 

@@ -21,7 +21,7 @@ import pandas as pd
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from hubselect.evaluate import metrics
+from hubselect.evaluate import metrics  # noqa: E402
 from hubselect.evaluate.protocol import leave_one_dataset_out, main_methods, markdown_table  # noqa: E402
 from hubselect.zoo.tables import ZooTables  # noqa: E402
 from hubselect.zoo.format import Zoo  # noqa: E402

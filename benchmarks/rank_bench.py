@@ -22,13 +22,15 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from hubselect.constants import DEFAULT_PREDICTOR  # noqa: E402
+
 
 def main() -> int:
     p = argparse.ArgumentParser()
     p.add_argument("--zoo", type=Path, default=REPO / "benchmarks" / "zoos" / "transfergraph-text")
     p.add_argument("--dataset", default="glue/cola")
     p.add_argument("--repeat", type=int, default=3)
-    p.add_argument("--predictor", default="yetirank")
+    p.add_argument("--predictor", default=DEFAULT_PREDICTOR)
     args = p.parse_args()
 
     env = {**os.environ, "HF_HOME": tempfile.mkdtemp(prefix="hubselect-bench-")}   # an empty selector cache

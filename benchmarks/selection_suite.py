@@ -27,11 +27,11 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from hubselect.evaluate import metrics
+from hubselect.evaluate import metrics  # noqa: E402
 from hubselect.errors import UserError  # noqa: E402
 from hubselect.evaluate.protocol import PAPER_PRESET, eligible_datasets, leave_one_dataset_out  # noqa: E402
 from hubselect.rank.estimator import MatchAndChoose  # noqa: E402
-from hubselect.zoo.tables import ZooTables
+from hubselect.zoo.tables import ZooTables  # noqa: E402
 from hubselect.zoo.format import Zoo  # noqa: E402
 
 BASELINES = ("overall", "initial", "direct", "popularity", "random")
@@ -78,8 +78,8 @@ def run_zoo(path: Path, methods: dict[str, MatchAndChoose], with_baselines: bool
     return {"path": str(path), "metric": tables.metric, "higher_is_better": bool(tables.higher_is_better),
             "n_models": int(tables.models["model"].nunique()), "n_datasets": len(targets),
             "n_records": int(len(tables.records)), "notes": list(per.attrs.get("notes", [])),
-            "methods": {row["method"]: {key: _num(row[key]) for key, _ in FIGURES} | {"n_datasets": int(row["n_datasets"])}
-                        for row in summary.to_dict("records")},
+            "methods": {row["method"]: {key: _num(row[key]) for key, _ in FIGURES}
+                        | {"n_datasets": int(row["n_datasets"])} for row in summary.to_dict("records")},
             "seconds": round(time.perf_counter() - start, 1)}
 
 

@@ -80,7 +80,8 @@ def main() -> int:
         if ref:
             print(f"| {rec['model']} | {rec['params_denoiser'] / 1e9:.4f} | {ref['params_g']:.2f} "
                   f"| {rec['params_denoiser'] / 1e9 / ref['params_g']:.4f} | {native:.1f} ({res}){mark} "
-                  f"| {at512:.1f}{mark} | {ref['tflop']:.2f} | {native / ref['tflop']:.2f} | {at512 / ref['tflop']:.2f} |")
+                  f"| {at512:.1f}{mark} | {ref['tflop']:.2f} | {native / ref['tflop']:.2f} "
+                  f"| {at512 / ref['tflop']:.2f} |")
         else:
             print(f"| {rec['model']} | {rec['params_denoiser'] / 1e9:.4f} | - | - | {native:.1f} ({res}){mark} "
                   f"| {at512:.1f}{mark} | - | - | - |")

@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 
 # Bump when the crawler computes something new, so that unchanged repos are described again.
 # 2: licence name/link, gated flag and base model from the card; the pipeline class a repo really
-#    is and its loadable counterpart (hubselect.loadable).
+#    is and its loadable counterpart (hubselect.rank.loadable).
 CRAWLER_VERSION = 2
 CONFIG_FILE = re.compile(r"^[^/]+/(config|scheduler_config)\.json$")
 PINNED_FILE = Path(__file__).with_name("pinned.txt")

@@ -165,7 +165,7 @@ def describe_pipeline(model_index: dict | None, configs: dict[str, dict],
     """Count parameters and sampling FLOPs of a pipeline given its parsed JSON configs.
 
     ``pipeline_class`` names the pipeline the repo really is when its files do not say so (a
-    transformer-only repo) or say otherwise (a publisher's original layout): see hubselect.loadable.
+    transformer-only repo) or say otherwise (a publisher's original layout): see hubselect.rank.loadable.
     """
     comps = components_from_configs(model_index, configs)
     denoisers = [c for c in comps.values() if c.role == "denoiser"]

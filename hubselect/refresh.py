@@ -6,7 +6,7 @@ zoo (a temporary directory):
 
   a. crawl: the Hub's most-downloaded diffusers text-to-image repos (``limit``) plus crawlers/pinned.txt,
      incremental by commit sha (``hubselect.crawlers.crawl.crawl``);
-  b. sync: pull the shared edge dataset's records and profiles (``hubselect.share.records.pull``); an edge dataset
+  b. sync: pull the shared edge dataset's records and profiles (``hubselect.share.sync.pull``); an edge dataset
      that does not exist (or is private without a token) is a warning, not a failure;
   c. refit: the model-feature schema is refitted on the whole zoo (the ``hubselect crawl --refit-features``
      code path). The predictor is trained at rank time from the zoo's tables, so there is no model file to

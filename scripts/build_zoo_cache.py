@@ -3,9 +3,10 @@
     python scripts/build_zoo_cache.py [--fixtures tests/hub_fixtures] [--zoo zoo_cache] [--refit-features]
 
 The fixture folder holds real Hub config files of the paper's pipelines (see its PROVENANCE.md).
-They are served over HTTP by tests/hub_server.py and crawled with `hubselect crawl` exactly as the
-real Hub would be, so the zoo's model IDs are the real repo IDs. Gated fixtures (cards with extra_gated_* keys) are read with the
-endpoint's read token, as the refresh reads the real gated repos with an HF_TOKEN that has access.
+They are served over HTTP by tests/hub_server/ and crawled with `hubselect crawl` exactly as the
+real Hub would be, so the zoo's model IDs are the real repo IDs. Gated fixtures (cards with
+extra_gated_* keys) are read with the endpoint's read token, as the refresh reads the real gated repos
+with an HF_TOKEN that has access.
 On a machine that reaches the Hub, the scheduled refresh crawls the real repos (plus
 crawlers/pinned.txt) instead.
 """

@@ -12,7 +12,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from hubselect.cli.root import _progress_bar, app
+from hubselect.cli.root import progress_bar, app
 from hubselect.errors import UserError
 
 COMMAND = typer.main.get_command(app)
@@ -54,7 +54,7 @@ def test_progress_rate_is_sane_from_the_first_tick(monkeypatch):
     """Units done before the first report (a batch, a warm-up) are not counted as done in no time."""
     terminal = _Terminal()
     monkeypatch.setattr(sys, "stderr", terminal)
-    bar = _progress_bar("profile", "img")
+    bar = progress_bar("profile", "img")
     time.sleep(0.05)
     bar(32, 96, None)                # the first report comes after a whole batch
     first = _rates(terminal.getvalue())

@@ -1,4 +1,4 @@
-"""Dataset sources (hubselect.images): local folders, Hub datasets over the local endpoint, odd images."""
+"""Dataset sources (hubselect.profile.sources): local folders, Hub datasets over the local endpoint, odd images."""
 
 from __future__ import annotations
 

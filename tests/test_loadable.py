@@ -1,4 +1,4 @@
-"""From rank to fine-tune for repos that are not loadable pipelines themselves (hubselect.loadable).
+"""From rank to fine-tune for repos that are not loadable pipelines themselves (hubselect.rank.loadable).
 
 Tiny stand-ins on the local Hub endpoint, under the real repo IDs:
 
@@ -126,7 +126,7 @@ def test_download_top_fetches_the_best_ranked_hub_repo(standins, tiny, tmp_path)
         (tiny["own"] / "transformer" / WEIGHTS).read_bytes()
     with pytest.raises(UserError, match="no ranked model is a Hub repo ID"):
         download_top(ranking(str(tmp_path)), tmp_path / "none")
-    with pytest.raises(UserError, match="download of someone/missing failed"):
+    with pytest.raises(UserError, match="model someone/missing not found on the Hub"):
         download_top(ranking("someone/missing"), tmp_path / "missing", client=HubClient(retries=0))
 
 

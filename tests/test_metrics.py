@@ -1,4 +1,4 @@
-"""hubselect.metrics: hand-checked cases in both metric directions."""
+"""hubselect.evaluate.metrics: hand-checked cases in both metric directions."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""hubselect.plots: PNGs are written, valid, sized sensibly and depend on their input."""
+"""hubselect.evaluate.plots: PNGs are written, valid, sized sensibly and depend on their input."""
 
 from __future__ import annotations
 
@@ -60,7 +60,7 @@ def _records(n_models=6, n_datasets=5, missing=0.2, seed=0, name_len=10):
 def test_no_pyplot_and_no_display(tmp_path):
     # plots draw on Figure + FigureCanvasAgg: no pyplot import, no backend switch, no display
     code = (
-        "import sys, pandas as pd; from hubselect import plots; "
+        "import sys, pandas as pd; from hubselect.evaluate import plots; "
         "rec = pd.DataFrame({'model': ['a', 'b'], 'dataset': ['d', 'd'], 'score': [1.0, 2.0]}); "
         f"plots.plot_score_heatmap(rec, True, {str(tmp_path / 'x.png')!r}); "
         "assert 'matplotlib.pyplot' not in sys.modules"

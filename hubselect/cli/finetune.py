@@ -9,7 +9,7 @@ import typer
 
 from hubselect.cli.options import (CaptionColumnOption, EdgesRepoOption, ImageColumnOption, JsonOption,
                                    SplitOption, TrainingCommand, ZooOption, probe_option, training_options)
-from hubselect.cli.root import _echo_json, _progress_bar
+from hubselect.cli.root import echo_json, progress_bar
 
 
 @training_options("steps", "batch_size", "lr", "rank", "seed", "resolution", "val_size", "max_samples",
@@ -41,15 +41,15 @@ def finetune(
 
     config = FinetuneConfig(model=model, dataset=dataset, probe=probe, image_column=image_column,
                             caption_column=caption_column, split=split, **training)
-    bar = _progress_bar("finetune", "step")
-    sampling = {"before": _progress_bar("sample (pretrained)", "img"),
-                "after": _progress_bar("sample (fine-tuned)", "img")}
+    bar = progress_bar("finetune", "step")
+    sampling = {"before": progress_bar("sample (pretrained)", "img"),
+                "after": progress_bar("sample (fine-tuned)", "img")}
     out = run_finetune(config, zoo=zoo, push=push, adapter_repo=adapter_repo, edges_repo=edges_repo,
                        run_dir=output, checkpoint_every=checkpoint_every,
                        progress=lambda done, total, loss: bar(done, total, f"loss {loss:.4f}"),
                        sample_progress=lambda when, done, total: sampling[when](done, total, None))
     if json_out:
-        _echo_json(out)
+        echo_json(out)
         return
     rec = out["record"]
     typer.echo(f"{rec['model']} on {rec['dataset']}: {rec['metric']} {rec['initial_score']:.4f} -> "

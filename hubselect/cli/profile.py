@@ -9,7 +9,7 @@ import typer
 
 from hubselect.cli.options import (CaptionColumnOption, ImageColumnOption, JsonOption, RegistryCommand,
                                    SplitOption, ZooOption, probe_option)
-from hubselect.cli.root import _echo_json, _progress_bar
+from hubselect.cli.root import echo_json, progress_bar
 
 
 def profile(
@@ -38,12 +38,12 @@ def profile(
         zoo_probe = Zoo.open(zoo_dir).info.probe
     probe = resolve_probe(probe, zoo_probe)
     result = profile_dataset(dataset, probe=probe, n=n, image_column=image_column, caption_column=caption_column,
-                             split=split, name=name, seed=seed, progress=_progress_bar("profile", "img"))
+                             split=split, name=name, seed=seed, progress=progress_bar("profile", "img"))
     if zoo is None:     # no --zoo: the user's zoo (made from the shipped one), never the shipped zoo itself
         zoo_dir = default_zoo_dir(write=True)
     written = add_profile_staged(zoo_dir, result)      # profile, datasets row, distances: all or nothing
     if json_out:
-        _echo_json({**result.summary(), "zoo": str(zoo_dir), "profile_path": written["profile"],
+        echo_json({**result.summary(), "zoo": str(zoo_dir), "profile_path": written["profile"],
                    "distances": written["distances"]})
         return
     skipped = ", ".join(f"{k} {v}" for k, v in result.skipped.items())

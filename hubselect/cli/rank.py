@@ -16,7 +16,7 @@ from hubselect.cli.options import (
     ZooOption,
     probe_option,
 )
-from hubselect.cli.root import _echo_json, _progress_bar
+from hubselect.cli.root import echo_json, progress_bar
 from hubselect.constants import DEFAULT_PREDICTOR
 from hubselect.errors import UserError
 
@@ -54,7 +54,7 @@ def rank(
 
     ranking = run_rank(dataset, zoo=zoo, top=top, probe=probe, holdout=holdout, predictor=predictor, seed=seed,
                        n=n, image_column=image_column, caption_column=caption_column, split=split,
-                       progress=_progress_bar("profile", "img"), licenses=license_ids, max_tflops=max_tflops,
+                       progress=progress_bar("profile", "img"), licenses=license_ids, max_tflops=max_tflops,
                        max_params=max_params)
     # The ranking is printed before any download, so a download that fails loses nothing.
     if not json_out:
@@ -70,7 +70,7 @@ def rank(
         out = ranking.to_dict()
         if download is not None:
             out["download"] = downloaded if failure is None else {"error": failure}
-        _echo_json(out)
+        echo_json(out)
     elif downloaded is not None:
         typer.echo(f"downloaded {downloaded['model']} to {downloaded['path']} ({len(downloaded['files'])} files)")
     if failure is not None:

@@ -14,7 +14,7 @@ from typing import Optional
 import typer
 
 from hubselect.cli.options import EDGES_REPO_HELP, JsonOption, ZooOption
-from hubselect.cli.root import _echo_json
+from hubselect.cli.root import echo_json
 from hubselect.constants import in_github_actions
 
 PROG = "hubselect"
@@ -69,7 +69,7 @@ def refresh(
     if github_output is not None:
         write_github_output(github_output, summary)
     if json_out:
-        _echo_json(summary)
+        echo_json(summary)
     else:
         typer.echo("\n".join(summary_lines(summary)))
     if not summary["guard"]["passed"]:

@@ -48,12 +48,12 @@ def _finite(obj):
     return obj
 
 
-def _echo_json(obj) -> None:
+def echo_json(obj) -> None:
     """What ``--json`` prints: strict JSON (no NaN, no Infinity), indented."""
     typer.echo(json.dumps(_finite(obj), indent=2, allow_nan=False, default=str))
 
 
-def _progress_bar(desc: str, unit: str):
+def progress_bar(desc: str, unit: str):
     """A ``(done, total, item)`` callback drawing a tqdm bar on stderr.
 
     The bar starts at the first report, counting what was already done as its initial value: tqdm's

@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 
 from hubselect.cli.options import EDGES_REPO_HELP, JsonOption, ZooOption
-from hubselect.cli.root import _echo_json, _progress_bar
+from hubselect.cli.root import echo_json, progress_bar
 
 
 def sync(
@@ -38,9 +38,9 @@ def sync(
 
     summary = pull(repo, zoo, trust=trust or (), distrust=distrust or (), only=only or (),
                    trust_everyone=trust_everyone,
-                   progress=_progress_bar("sync", "file"))   # no --zoo: the user's zoo, never the shipped one
+                   progress=progress_bar("sync", "file"))   # no --zoo: the user's zoo, never the shipped one
     if json_out:
-        _echo_json(summary)
+        echo_json(summary)
         return
     at = f"{summary['repo']}@{summary['revision'][:12]}"
     if summary["up_to_date"]:

@@ -9,7 +9,7 @@ from typing import Optional
 import typer
 
 from hubselect.cli.options import EdgesRepoOption, JsonOption, TrainingCommand, ZooOption, training_options
-from hubselect.cli.root import _echo_json, _progress_bar
+from hubselect.cli.root import echo_json, progress_bar
 from hubselect.errors import UserError
 
 
@@ -65,10 +65,10 @@ def sweep(
     report = run_sweep(models or [], datasets or [], backend=backend, zoo=zoo, settings=training,
                        edges_repo=edges_repo, pairs=pairs, dry_run=dry_run, wait=wait, poll_interval=poll_interval,
                        image=image or JOB_IMAGE, flavor=flavor, timeout=timeout, namespace=namespace, install=install,
-                       progress=_progress_bar("sweep", "run" if backend == "local" else "job"),
-                       wait_progress=_progress_bar("wait", "job"))
+                       progress=progress_bar("sweep", "run" if backend == "local" else "job"),
+                       wait_progress=progress_bar("wait", "job"))
     if json_out:
-        _echo_json({"suggest": suggested, **report} if suggested else report)
+        echo_json({"suggest": suggested, **report} if suggested else report)
     else:
         if suggested:
             _print_suggestions(suggested, False)
@@ -77,7 +77,7 @@ def sweep(
         raise typer.Exit(1)
 def _print_suggestions(result: dict, json_out: bool) -> None:
     if json_out:
-        _echo_json(result)
+        echo_json(result)
         return
     for note in result["notes"]:
         typer.echo(f"note: {note}", err=True)

@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 
 from hubselect.cli.options import JsonOption, ZooOption
-from hubselect.cli.root import _echo_json, _progress_bar
+from hubselect.cli.root import echo_json, progress_bar
 
 
 def crawl(
@@ -30,9 +30,9 @@ def crawl(
     check_targets(repos or [])           # bad input never creates a zoo
     target = Zoo.open(zoo, create=True)
     summary = run_crawl(repos or None, target, limit=limit, include_pinned=pinned, refit_features=refit_features,
-                        progress=_progress_bar("crawl", "repo"))
+                        progress=progress_bar("crawl", "repo"))
     if json_out:
-        _echo_json({"zoo": str(target.path), **summary.to_dict()})
+        echo_json({"zoo": str(target.path), **summary.to_dict()})
         return
     for model, reason in summary.skipped.items():
         typer.echo(f"skipped {model}: {reason}", err=True)
@@ -46,7 +46,7 @@ def zoo_list(zoo: Optional[Path] = ZooOption, json_out: bool = JsonOption):
 
     rows = list_models(Zoo.open(zoo))
     if json_out:
-        _echo_json(rows)
+        echo_json(rows)
         return
     from rich.console import Console
     from rich.table import Table

@@ -3,7 +3,7 @@
 Leave-one-dataset-out: for every dataset with at least two scored models, that dataset's records
 are removed from the graph and from the training rows, and its ranking is predicted exactly as
 ``hubselect rank --holdout`` would. Each method's ranking is scored against the measured one with
-the metrics of :mod:`hubselect.metrics` (OSR, top-3 hit rate, weighted Kendall τ under both
+the metrics of :mod:`hubselect.evaluate.metrics` (OSR, top-3 hit rate, weighted Kendall τ under both
 weightings, regret, O2B, O2O).
 
 Any valid zoo can be evaluated: without dataset features or distances, with 5 or 500 models, with

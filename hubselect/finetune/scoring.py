@@ -2,7 +2,7 @@
 
 After LoRA fine-tuning the trainer generates one image per validation caption and compares them
 with the real validation images. Both image sets are embedded with a probe
-(:mod:`hubselect.probes`: ``clip`` by default, ``efficientnet`` offline) and three numbers are
+(:mod:`hubselect.profile.probes`: ``clip`` by default, ``efficientnet`` offline) and three numbers are
 computed from the two embedding matrices, ``real`` (n_r × d) and ``fake`` (n_f × d). All three are
 0 for identical distributions and grow as the distributions move apart; lower is better. The zoo's
 headline metric is the FID, named ``clip-fid`` for the clip probe and ``{probe}-fid`` otherwise
@@ -85,6 +85,7 @@ from typing import Any
 
 import numpy as np
 
+from hubselect.constants import DEFAULT_PROBE
 from hubselect.errors import UserError
 
 __all__ = [
@@ -319,7 +320,7 @@ def cmmd(real: np.ndarray, fake: np.ndarray, sigma: float = CMMD_SIGMA, scale: f
 
 def metric_name(probe: str) -> str:
     """The name of the headline metric (the FID) for a probe: ``clip-fid``, ``efficientnet-fid``, ..."""
-    return "clip-fid" if probe == "clip" else f"{probe}-fid"
+    return f"{probe}-fid"
 
 
 @dataclass(frozen=True)
@@ -350,7 +351,7 @@ def score_embeddings(real: np.ndarray, fake: np.ndarray, probe: str) -> Scores:
                   n_real=int(r.shape[0]), n_generated=int(f.shape[0]))
 
 
-def score_images(real_images: Sequence, generated_images: Sequence, probe: str = "clip",
+def score_images(real_images: Sequence, generated_images: Sequence, probe: str = DEFAULT_PROBE,
                  device: str | None = None) -> Scores:
     """Embed both lists of RGB PIL images with ``probe`` and :func:`score_embeddings` them."""
     from hubselect.profile.probes import get_probe, probe_class

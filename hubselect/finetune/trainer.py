@@ -109,7 +109,7 @@ class ResolvedModel:
     sha: str | None
     model_index: dict
     family: Family
-    # a repo that is not itself a loadable pipeline (hubselect.loadable) is loaded through its counterpart
+    # a repo that is not itself a loadable pipeline (hubselect.rank.loadable) is loaded through its counterpart
     loadable: Any = None          # hubselect.rank.loadable.Loadable
     loadable_sha: str | None = None
 
@@ -142,7 +142,7 @@ class FinetuneResult:
 def resolve_model(model: str, client=None) -> ResolvedModel:
     """Read a pipeline's model_index.json (no weights yet) and detect its family.
 
-    A Hub repo that is not itself a loadable pipeline (:mod:`hubselect.loadable`: PixArt-Σ 512-MS's
+    A Hub repo that is not itself a loadable pipeline (:mod:`hubselect.rank.loadable`: PixArt-Σ 512-MS's
     transformer-only repo, Kolors' original layout) resolves to its loadable counterpart, whose
     model_index.json gives the family; the record keeps the repo's own name and commit.
     Raises :class:`UserError` for a folder without model_index.json, an unknown repo, a gated repo

@@ -1,8 +1,8 @@
 """Dataset profiles: the mean and covariance of a probe's embeddings over a sample of a dataset.
 
 ``profile_dataset`` draws up to ``n`` usable images (or captions, for a text probe) from a Hub
-dataset or a local folder (:mod:`hubselect.images`), embeds them in batches with a probe
-(:mod:`hubselect.probes`) and accumulates the statistics as it goes, so that no more than a few
+dataset or a local folder (:mod:`hubselect.profile.sources`), embeds them in batches with a probe
+(:mod:`hubselect.profile.probes`) and accumulates the statistics as it goes, so that no more than a few
 batches are held in memory. The images of a folder are decoded and transformed in DataLoader worker
 processes (:func:`default_workers`) while the probe runs on the previous batch; the images, their
 order, the batches and so the profile are the same, bit for bit, with any number of workers.

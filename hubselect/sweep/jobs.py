@@ -25,6 +25,7 @@ JOB_IMAGE = "pytorch/pytorch:2.6.0-cuda12.4-cudnn9-runtime"   # public: CUDA + P
 JOB_FLAVOR = "a10g-small"
 JOB_TIMEOUT = "8h"
 JOB_ZOO = "/tmp/hubselect-zoo"          # the zoo a Job writes into, thrown away after
+JOB_TOKEN_SECRET = "HF_TOKEN"           # the only way the token reaches a Job: as this secret
 TERMINAL_STAGES = ("COMPLETED", "CANCELED", "ERROR", "DELETED")
 _TIMEOUT_RE = re.compile(r"^\d+(\.\d+)?[smhd]?$")
 
@@ -102,7 +103,7 @@ def submit_jobs(pairs: list[Pair], *, zoo=None, settings: dict | None = None,
                             "Hub model and dataset IDs")
     zoo_info = {**zoo.info.to_dict(), "probe": probe}
     jobs = [{**pair.to_dict(), "name": _job_name(pair), "image": image,
-             "flavor": flavor, "timeout": timeout, "secrets": ["HF_TOKEN"],
+             "flavor": flavor, "timeout": timeout, "secrets": [JOB_TOKEN_SECRET],
              "labels": {"hubselect": "sweep",
                         "hubselect-pair": pair_label(pair, zoo_info["metric"])},
              "command": job_command(pair, settings, edges_repo=edges_repo,
@@ -126,7 +127,7 @@ def submit_jobs(pairs: list[Pair], *, zoo=None, settings: dict | None = None,
             info = client.run_job(image=image, command=job["command"], flavor=flavor,
                                   timeout=timeout, namespace=namespace,
                                   env={"PYTHONUNBUFFERED": "1"},
-                                  secrets={"HF_TOKEN": client.token},
+                                  secrets={JOB_TOKEN_SECRET: client.token},
                                   labels=job["labels"], name=job["name"])
         except HubError as exc:
             log.warning("%s on %s: Job not submitted: %s", job["model"],

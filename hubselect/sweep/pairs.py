@@ -16,7 +16,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from hubselect import constants
 from hubselect.errors import HubError, HubNotFound, UserError, hub_user_error
 from hubselect.hub import HubClient, is_repo_id
 from hubselect.profile.sources import dataset_hub_error
@@ -221,12 +220,13 @@ def zoo_probe(zoo) -> str:
 def check_settings(settings: dict | None, probe: str | None) -> dict:
     """The fine-tuning settings (FinetuneConfig fields), checked before any run."""
     from hubselect.finetune.trainer import FinetuneConfig
+    from hubselect.profile.probes import resolve_probe
 
     settings = {k: v for k, v in (settings or {}).items() if v is not None}
     unknown = sorted(set(settings) - set(SETTINGS))
     if unknown:
         raise UserError(f"unknown fine-tuning setting(s): {', '.join(unknown)}")
-    FinetuneConfig(model="-", dataset="-", probe=probe or constants.DEFAULT_PROBE, **settings).check()
+    FinetuneConfig(model="-", dataset="-", probe=resolve_probe(probe), **settings).check()
     return settings
 
 
