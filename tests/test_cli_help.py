@@ -12,7 +12,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from hubselect.cli.root import progress_bar, app
+from hubselect.cli.root import app, progress_bar
 from hubselect.errors import UserError
 
 COMMAND = typer.main.get_command(app)
@@ -110,12 +110,12 @@ def test_training_options_are_finetune_configs_fields():
     import dataclasses
     import typing
 
-    from hubselect.cli.options import TRAINING_OPTIONS
+    from hubselect.finetune.settings import TRAINING_SETTINGS
     from hubselect.finetune.trainer import FinetuneConfig
 
     hints = typing.get_type_hints(FinetuneConfig)
     fields = {f.name: f for f in dataclasses.fields(FinetuneConfig)}
-    for name, (kind, _) in TRAINING_OPTIONS.items():
+    for name, (kind, _) in TRAINING_SETTINGS.items():
         assert name in fields and hints[name] == kind, name
     for command in ("finetune", "sweep"):       # the defaults shown are FinetuneConfig's own
         text = _help(command)

@@ -19,6 +19,7 @@ from typer.core import TyperCommand
 
 from hubselect.constants import DEFAULT_EDGES_REPO, DEFAULT_PROBE, ENV_EDGES_REPO, ENV_ZOO
 from hubselect.errors import UserError
+from hubselect.finetune.settings import TRAINING_SETTINGS
 
 ZooOption = typer.Option(None, "--zoo", help=f"Zoo directory (default: ${ENV_ZOO}, else your zoo in "
                                               "$HF_HOME/hubselect/zoo if it exists, else the shipped zoo; "
@@ -84,22 +85,8 @@ class RegistryCommand(TyperCommand):
 
 
 # -- the training options of `finetune` and `sweep` ------------------------------------------------------------
-# name -> (type, help). Names and types are FinetuneConfig's fields (tests/test_cli_help.py checks that they
-# agree); the defaults are FinetuneConfig's own, read by TrainingCommand.
-TRAINING_OPTIONS: dict[str, tuple[type, str]] = {
-    "steps": (int, "Training steps (paper: 10 000)."),
-    "batch_size": (int, "Global batch size (paper: 8)."),
-    "lr": (float, "AdamW learning rate, constant (paper: 1e-5)."),
-    "rank": (int, "LoRA rank (alpha = rank)."),
-    "seed": (int, "Seed of every random draw of a run."),
-    "resolution": (Optional[int], "Training and sampling size in pixels (default: the pipeline's native one)."),
-    "val_size": (int, "Validation images (scored; never trained on)."),
-    "max_samples": (int, "At most this many items of a dataset."),
-    "sample_steps": (int, "Denoising steps per validation image."),
-    "guidance_scale": (Optional[float], "Guidance when sampling (default: the pipeline's)."),
-    "mixed_precision": (str, "no, fp16 or bf16 (accelerate)."),
-    "gradient_checkpointing": (bool, "Trade compute for memory where the denoiser supports it."),
-}
+# Their names, types and help are hubselect.finetune.settings.TRAINING_SETTINGS; the defaults are FinetuneConfig's
+# own, read by TrainingCommand.
 # FinetuneConfig.rank is the LoRA rank: on the command line --lora-rank (no two things called "rank"),
 # with the old --rank kept as a hidden alias.
 TRAINING_FLAGS = {"rank": "--lora-rank"}
@@ -127,7 +114,7 @@ def training_options(*fields: str, help_for: dict[str, str] | None = None) -> Ca
         at = [p.name for p in params].index("training")
         added = []
         for field in fields:
-            kind, text = TRAINING_OPTIONS[field]
+            kind, text = TRAINING_SETTINGS[field]
             # None until TrainingCommand reads FinetuneConfig's default (also what makes a bool option a flag)
             option = typer.Option(None, _flag(field), help=(help_for or {}).get(field, text), show_default=True)
             added.append(inspect.Parameter(_parameter_name(field), inspect.Parameter.POSITIONAL_OR_KEYWORD,
@@ -167,7 +154,7 @@ class TrainingCommand(RegistryCommand):
             from hubselect.finetune.trainer import FinetuneConfig
 
             defaults = {_parameter_name(f.name): f.default for f in dataclasses.fields(FinetuneConfig)
-                        if f.name in TRAINING_OPTIONS}
+                        if f.name in TRAINING_SETTINGS}
             for param in self.params:
                 if param.name in defaults:
                     param.default = defaults[param.name]

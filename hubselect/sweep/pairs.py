@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hubselect.errors import HubError, HubNotFound, UserError, hub_user_error
+from hubselect.finetune.settings import TRAINING_SETTINGS
 from hubselect.hub import HubClient, is_repo_id
 from hubselect.profile.sources import dataset_hub_error
 
@@ -25,9 +26,7 @@ log = logging.getLogger(__name__)
 # progress(done, total, what is running now or None at the end)
 Progress = Callable[[int, int, "str | None"], None]
 
-SETTINGS = ("steps", "batch_size", "lr", "rank", "seed", "resolution", "val_size",
-            "max_samples", "sample_steps", "guidance_scale", "mixed_precision",
-            "gradient_checkpointing")
+SETTINGS = tuple(TRAINING_SETTINGS)        # the FinetuneConfig fields a sweep passes on to each run
 
 
 # -- the pairs -----------------------------------------------------------------------
