@@ -112,11 +112,11 @@ def download_top(ranking, directory: Path, variant: str | None = None, client=No
     A repo that is not a loadable pipeline itself comes with its counterpart
     (:func:`download_loadable_pipeline`). Returns ``{"model", "path", "files"}``; a failed download is a UserError.
     """
-    from hubselect.errors import HubError, hub_user_error
+    from hubselect.errors import HubError, UserError, hub_user_error
 
     top = top_hub_model(ranking).model
     try:
         files = download_loadable_pipeline(top, directory, variant=variant, client=client)
     except HubError as exc:
-        raise hub_user_error(exc, f"model {top}") from None
+        raise UserError(f"download failed: {hub_user_error(exc, f'model {top}')}") from None
     return {"model": top, "path": str(directory), "files": files}
