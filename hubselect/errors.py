@@ -8,6 +8,13 @@ the one place that words them for the user.
 from __future__ import annotations
 
 
+def first_line(exc: BaseException, limit: int | None = None) -> str:
+    """An error as a one-line report shows it: its first line (at most ``limit`` characters), or its type."""
+    lines = str(exc).strip().splitlines()
+    text = lines[0] if lines else type(exc).__name__
+    return text if limit is None else text[:limit]
+
+
 class UserError(Exception):
     """Bad input or an unusable zoo: reported in one line, never as a traceback."""
 

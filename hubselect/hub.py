@@ -25,7 +25,7 @@ from huggingface_hub.utils import build_hf_headers, get_session, hf_raise_for_st
 
 from hubselect.constants import ENV_HUB_BACKOFF, ENV_HUB_RETRIES, ENV_HUB_TIMEOUT, env_number
 from hubselect.constants import hf_endpoint as hub_endpoint, hf_offline as is_offline, hf_token as hub_token
-from hubselect.errors import HubError, HubUnauthorized, UserError, hub_error
+from hubselect.errors import HubError, HubUnauthorized, UserError, first_line, hub_error
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -133,7 +133,7 @@ class HubClient:
             except Exception as exc:  # classified below; anything unknown is re-raised as HubError
                 reason, transient = _classify(exc)
                 if not transient or attempt == retries:
-                    raise hub_error(reason, f"{what}: {reason} ({_short(exc)})") from exc
+                    raise hub_error(reason, f"{what}: {reason} ({first_line(exc, 200)})") from exc
                 log.warning("%s: %s, retrying in %.1fs (%d/%d)", what, reason, delay, attempt + 1, retries)
                 time.sleep(delay)
                 delay *= 2
@@ -392,6 +392,3 @@ def _weight_variant(path: str) -> str | None:
     return tail.split("-")[0] if head else None
 
 
-def _short(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return (text[0] if text else type(exc).__name__)[:200]

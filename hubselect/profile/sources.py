@@ -47,7 +47,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from hubselect.constants import ENV_WORKER_NICE, env_number
-from hubselect.errors import HubError, HubGated, UserError, hub_user_error
+from hubselect.errors import HubError, HubGated, UserError, first_line, hub_user_error
 from hubselect.hub import is_repo_id
 
 #: Images with more pixels than this are refused as decompression bombs (8192 x 8192).
@@ -617,11 +617,6 @@ def _image_like(feature) -> bool:
     return isinstance(feature, datasets.Value) and feature.dtype in ("binary", "large_binary")
 
 
-def _first_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return (lines[0] if lines else type(exc).__name__)[:300]
-
-
 @dataclass
 class HubSource(DataSource):
     stream: object = None              # datasets.IterableDataset
@@ -650,12 +645,12 @@ class HubSource(DataSource):
         try:
             loaded = datasets.load_dataset(repo_id, revision=sha, streaming=True, token=client.token)
         except datasets.exceptions.DatasetNotFoundError as exc:
-            msg = _first_line(exc)
+            msg = first_line(exc, 300)
             if "gated" in msg.lower():
                 raise hub_user_error(HubGated(message=msg), f"dataset {repo_id}") from None
             raise UserError(f"dataset {repo_id}: {msg}") from None
         except Exception as exc:  # no data files, unsupported format, network
-            raise UserError(f"cannot stream dataset {repo_id}: {type(exc).__name__}: {_first_line(exc)}") from None
+            raise UserError(f"cannot stream dataset {repo_id}: {type(exc).__name__}: {first_line(exc, 300)}") from None
         finally:
             if not bars_were_off:
                 datasets.enable_progress_bars()
@@ -673,7 +668,7 @@ class HubSource(DataSource):
                 stream = stream._resolve_features()
                 features = stream.features
             except Exception as exc:
-                raise UserError(f"cannot read the columns of dataset {repo_id}: {_first_line(exc)}") from None
+                raise UserError(f"cannot read the columns of dataset {repo_id}: {first_line(exc, 300)}") from None
         columns = list(features or {})
         where = f"dataset {repo_id} ({split})"
 
@@ -729,7 +724,7 @@ class HubSource(DataSource):
             raise
         except Exception as exc:  # a network failure or a damaged shard in the middle of the stream
             raise UserError(f"streaming dataset {self.dataset} failed: {type(exc).__name__}: "
-                            f"{_first_line(exc)}") from None
+                            f"{first_line(exc, 300)}") from None
 
     def _own_file(self, name) -> bool:
         return isinstance(name, str) and (name.startswith(f"hf://datasets/{self.dataset}@")

@@ -49,7 +49,9 @@ def dataset_feature_table(datasets: pd.DataFrame | None, probe: str | None) -> p
     """
     if datasets is None:
         return None
-    others = set(known_probe_names()) - {probe}
+    from hubselect.profile.probes import probe_names
+
+    others = set(probe_names()) - {probe}
     keep = []
     for col in datasets.columns:
         m = PROBE_COLUMN.match(col)
@@ -57,11 +59,6 @@ def dataset_feature_table(datasets: pd.DataFrame | None, probe: str | None) -> p
             continue
         keep.append(col)
     return datasets[keep]
-
-
-def known_probe_names() -> list[str]:
-    from hubselect.profile.probes import probe_names
-    return probe_names()
 
 
 def distances_for_probe(distances: pd.DataFrame, probe: str | None) -> pd.DataFrame:

@@ -17,7 +17,8 @@ import time
 
 from hubselect.errors import HubError, UserError, hub_user_error
 from hubselect.hub import HubClient, is_repo_id
-from hubselect.sweep.pairs import Pair, Progress, check_settings, finetune_args, first_line, zoo_probe
+from hubselect.errors import first_line
+from hubselect.sweep.pairs import Pair, Progress, check_settings, finetune_args, zoo_probe
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,8 @@ from collections import deque
 
 from hubselect.errors import UserError
 from hubselect.hub import HubClient
-from hubselect.sweep.pairs import Pair, Progress, check_settings, finetune_args, first_line, zoo_probe
+from hubselect.errors import first_line
+from hubselect.sweep.pairs import Pair, Progress, check_settings, finetune_args, zoo_probe
 
 log = logging.getLogger(__name__)
 

@@ -244,8 +244,4 @@ def finetune_args(pair: Pair, settings: dict, *, zoo: str,
     return args
 
 
-def first_line(exc: BaseException) -> str:
-    """An error as a run's report shows it: its first line, or its type when it has no text."""
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
 
