@@ -23,8 +23,8 @@ from huggingface_hub import errors as hf_errors
 from huggingface_hub.errors import HFValidationError
 from huggingface_hub.utils import build_hf_headers, get_session, hf_raise_for_status, validate_repo_id
 
-from hubselect.constants import ENV_HUB_BACKOFF, ENV_HUB_RETRIES, ENV_HUB_TIMEOUT, env_number
-from hubselect.constants import hf_endpoint as hub_endpoint, hf_offline as is_offline, hf_token as hub_token
+from hubselect.constants import (ENV_HUB_BACKOFF, ENV_HUB_RETRIES, ENV_HUB_TIMEOUT, env_number, hf_endpoint,
+                                 hf_offline, hf_token)
 from hubselect.errors import HubError, HubUnauthorized, UserError, first_line, hub_error
 
 log = logging.getLogger(__name__)
@@ -116,8 +116,8 @@ class HubClient:
 
     def __init__(self, endpoint: str | None = None, token: str | None = None,
                  retries: int | None = None, backoff: float | None = None, timeout: float | None = None):
-        self.endpoint = endpoint or hub_endpoint()
-        self.token = token if token is not None else hub_token()
+        self.endpoint = endpoint or hf_endpoint()
+        self.token = token if token is not None else hf_token()
         self.retries = retries if retries is not None else env_number(ENV_HUB_RETRIES, 4, int)
         self.backoff = backoff if backoff is not None else env_number(ENV_HUB_BACKOFF, 1.0)
         self.timeout = timeout if timeout is not None else env_number(ENV_HUB_TIMEOUT, 30.0)
@@ -149,7 +149,7 @@ class HubClient:
 
     def repo_meta(self, repo_id: str) -> RepoMeta:
         def run():
-            if is_offline():
+            if hf_offline():
                 raise hf_errors.OfflineModeIsEnabled("HF_HUB_OFFLINE is set")
             info = self.api.model_info(repo_id, timeout=self.timeout)
             modified = info.last_modified
@@ -172,7 +172,7 @@ class HubClient:
     def dataset_meta(self, repo_id: str):
         """The Hub's info on a dataset repo (sha, gated, card data), as huggingface_hub parses it."""
         def run():
-            if is_offline():
+            if hf_offline():
                 raise hf_errors.OfflineModeIsEnabled("HF_HUB_OFFLINE is set")
             return self.api.dataset_info(repo_id, timeout=self.timeout)
         return self._call(f"{repo_id}: dataset info", run)
@@ -186,7 +186,7 @@ class HubClient:
         right for a weight file and too slow for a crawl of hundreds of small configs.
         """
         def run():
-            if is_offline():
+            if hf_offline():
                 raise hf_errors.OfflineModeIsEnabled("HF_HUB_OFFLINE is set")
             url = hf_hub_url(repo_id, filename, revision=revision, repo_type=repo_type, endpoint=self.endpoint)
             response = get_session().get(url, headers=build_hf_headers(token=self.token),
@@ -229,7 +229,7 @@ class HubClient:
     def list_repo_files(self, repo_id: str, repo_type: str = "dataset", revision: str | None = None) -> list[str]:
         """Every file path of a repo at ``revision`` (default: the head of main)."""
         def run():
-            if is_offline():
+            if hf_offline():
                 raise hf_errors.OfflineModeIsEnabled("HF_HUB_OFFLINE is set")
             return sorted(self.api.list_repo_files(repo_id, repo_type=repo_type, revision=revision))
         return self._call(f"{repo_id}: list files", run)
@@ -239,7 +239,7 @@ class HubClient:
                   revision: str | None = None) -> list[tuple[str, str, int]]:
         """``(path, git blob id, size)`` of every file of a repo at ``revision``, without reading any."""
         def run():
-            if is_offline():
+            if hf_offline():
                 raise hf_errors.OfflineModeIsEnabled("HF_HUB_OFFLINE is set")
             return sorted((f.path, f.blob_id, int(f.size)) for f in self.api.list_repo_tree(
                 repo_id, repo_type=repo_type, revision=revision, recursive=True) if hasattr(f, "blob_id"))
@@ -277,7 +277,7 @@ class HubClient:
             return {}
 
         def run():
-            if is_offline():
+            if hf_offline():
                 raise hf_errors.OfflineModeIsEnabled("HF_HUB_OFFLINE is set")
             url = f"{self.endpoint}/api/{repo_type}s/{repo_id}/commits/{quote(revision or 'main', safe='')}"
             found: dict[str, list[str]] = {}

@@ -137,13 +137,15 @@ class ClipProbe(Probe):
         the Hub gets its answer in seconds rather than after minutes of download retries.
         """
         from huggingface_hub import try_to_load_from_cache
-        from hubselect.hub import HubClient, is_offline
+
+        from hubselect.constants import hf_offline
+        from hubselect.hub import HubClient
 
         cached = try_to_load_from_cache(self.hf_repo, self.hf_file)
         if isinstance(cached, str):
             return cached
         try:
-            if is_offline():
+            if hf_offline():
                 raise HubOffline("offline", "HF_HUB_OFFLINE is set and the weights are not in the cache")
             meta = HubClient(retries=0).repo_meta(self.hf_repo)
             return HubClient().download(self.hf_repo, self.hf_file, revision=meta.sha)

@@ -20,9 +20,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from hubselect.constants import DEFAULT_PREDICTOR
+from hubselect.constants import DEFAULT_PREDICTOR, hf_offline
 from hubselect.errors import UserError
-from hubselect.hub import HubClient, is_offline, is_repo_id
+from hubselect.hub import HubClient, is_repo_id
 from hubselect.sweep.pairs import Pair, measured_pairs, resolve_datasets, resolve_models
 
 
@@ -121,7 +121,7 @@ def suggest(k: int, *, zoo=None, models: Iterable[str] | None = None,
             raise UserError(f"zoo {zoo.path} knows no Hub dataset: pass --datasets")
 
     done = measured_pairs(zoo, read_edges=False)
-    if read_edges and is_offline():
+    if read_edges and hf_offline():
         notes.append("HF_HUB_OFFLINE is set: the edge dataset was not read, so pairs "
                      "that others measured may be suggested")
     elif read_edges:
